@@ -1,0 +1,41 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "VMDriver",
+    products: [
+        .library(name: "VMDriver", targets: ["VMDriver"]),
+        .library(name: "Libvirt", targets: ["Libvirt"]),
+        .executable(name: "vmctl", targets: ["vmctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLibvirt",
+            pkgConfig: "libvirt",
+            providers: [.apt(["libvirt-dev"])]
+        ),
+        .target(name: "Libvirt", dependencies: ["CLibvirt"]),
+        .target(
+            name: "VMDriver",
+            dependencies: [
+                "Libvirt",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "vmctl",
+            dependencies: [
+                "VMDriver",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
+        .testTarget(name: "VMDriverTests", dependencies: ["VMDriver"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VMDriver"]),
+    ]
+)

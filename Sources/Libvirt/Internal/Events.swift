@@ -1,0 +1,97 @@
+internal import CLibvirt
+import Foundation
+import Synchronization
+
+/// A lifecycle event of a domain (`virDomainEventType`), with libvirt's detail number.
+public struct LifecycleEvent: Sendable, Hashable {
+    public enum Kind: Int32, Sendable {
+        /// VIR_DOMAIN_EVENT_DEFINED
+        case defined = 0
+        /// VIR_DOMAIN_EVENT_UNDEFINED
+        case undefined = 1
+        /// VIR_DOMAIN_EVENT_STARTED
+        case started = 2
+        /// VIR_DOMAIN_EVENT_SUSPENDED
+        case suspended = 3
+        /// VIR_DOMAIN_EVENT_RESUMED
+        case resumed = 4
+        /// VIR_DOMAIN_EVENT_STOPPED
+        case stopped = 5
+        /// VIR_DOMAIN_EVENT_SHUTDOWN
+        case shutdown = 6
+        /// VIR_DOMAIN_EVENT_PMSUSPENDED
+        case pmSuspended = 7
+        /// VIR_DOMAIN_EVENT_CRASHED
+        case crashed = 8
+    }
+    public let kind: Kind
+    public let detail: Int32
+    /// The name of the domain the event is about.
+    public let domainName: String
+}
+
+/// The Swift closure behind one registration; libvirt holds it as an unmanaged opaque pointer
+/// and releases it through the free callback when the registration ends.
+private final class LifecycleBox {
+    let handler: @Sendable (LifecycleEvent) -> Void
+    init(_ handler: @escaping @Sendable (LifecycleEvent) -> Void) { self.handler = handler }
+}
+
+/// A live event registration. `cancel()` (or `deinit`) deregisters it.
+public final class EventRegistration: @unchecked Sendable {
+    // The id and connection never change; deregistration is guarded by an atomic flag.
+    private let connection: Connection
+    private let id: Int32
+    private let cancelled = Atomic(false)
+
+    init(connection: Connection, id: Int32) {
+        self.connection = connection
+        self.id = id
+    }
+
+    /// Stops delivery. Calls `virConnectDomainEventDeregisterAny`.
+    public func cancel() {
+        guard !cancelled.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        if virConnectDomainEventDeregisterAny(connection.pointer, id) < 0 { virResetLastError() }
+    }
+
+    deinit { cancel() }
+}
+
+extension Connection {
+    /// Calls `handler` on libvirt's event-loop thread for each lifecycle event of `domain`
+    /// (of every domain when nil). Keep the returned registration alive as long as events are
+    /// wanted. Calls `virConnectDomainEventRegisterAny` with VIR_DOMAIN_EVENT_ID_LIFECYCLE.
+    public func onLifecycleEvent(
+        of domain: Domain? = nil, _ handler: @escaping @Sendable (LifecycleEvent) -> Void
+    ) throws(LibvirtError) -> EventRegistration {
+        let box = Unmanaged.passRetained(LifecycleBox(handler)).toOpaque()
+        let callback: virConnectDomainEventGenericCallback = unsafeBitCast(
+            lifecycleTrampoline as virConnectDomainEventCallback, to: virConnectDomainEventGenericCallback.self)
+        let id: Int32
+        do {
+            id = try call("virConnectDomainEventRegisterAny") {
+                virConnectDomainEventRegisterAny(
+                    pointer, domain?.pointer, Int32(VIR_DOMAIN_EVENT_ID_LIFECYCLE.rawValue), callback, box,
+                    { opaque in opaque.map { Unmanaged<LifecycleBox>.fromOpaque($0).release() } })
+            }
+        } catch {
+            // libvirt does not call the free callback when registration fails.
+            Unmanaged<LifecycleBox>.fromOpaque(box).release()
+            throw error
+        }
+        return EventRegistration(connection: self, id: id)
+    }
+}
+
+/// The C callback: the domain pointer is only lent for the call, so we read its name here
+/// rather than wrapping it.
+private let lifecycleTrampoline: virConnectDomainEventCallback = { _, domain, event, detail, opaque in
+    guard let opaque, let domain else { return 0 }
+    let box = Unmanaged<LifecycleBox>.fromOpaque(opaque).takeUnretainedValue()
+    let name = virDomainGetName(domain).map { String(cString: $0) } ?? ""
+    if let kind = LifecycleEvent.Kind(rawValue: event) {
+        box.handler(LifecycleEvent(kind: kind, detail: detail, domainName: name))
+    }
+    return 0
+}

@@ -1,0 +1,107 @@
+import Foundation
+import Libvirt
+
+extension Host {
+    /// Opens a VM by name, by UUID, or from the path of a libvirt domain XML file (VixVM_Open).
+    ///
+    /// For a file: if a VM with the file's UUID (or, when it has none, its name) is registered,
+    /// that VM is returned; otherwise the file is registered (defined) — or, with `transient`,
+    /// started without registering — and `origin` says so.
+    /// - Throws: code 4 for a VM that does not exist, a missing file or XML libvirt rejects, with
+    ///   nothing defined.
+    public func open(_ reference: String, transient: Bool = false) async throws(VMDriverError) -> VirtualMachine {
+        let reference = reference.trimmingCharacters(in: .whitespaces)
+        guard !reference.isEmpty else {
+            throw VMDriverError(.invalidParameter, "no VM given: name a VM, a UUID or a domain XML file")
+        }
+        if Self.looksLikePath(reference) {
+            return try await open(file: reference, transient: transient)
+        }
+        if transient {
+            throw VMDriverError(
+                .incompatibleParameters,
+                "--transient applies to a domain XML file, and '\(reference)' is a VM name or UUID")
+        }
+        let label = self.label
+        return try await blocking("opening '\(reference)' on \(label)") { [self] connection in
+            do {
+                let domain =
+                    if let uuid = UUID(uuidString: reference) {
+                        try connection.lookupDomain(uuid: uuid)
+                    } else {
+                        try connection.lookupDomain(name: reference)
+                    }
+                return try wrap(domain, origin: .registered)
+            } catch let error as LibvirtError where error.code == .noDomain {
+                throw VMDriverError(
+                    .invalidParameter,
+                    UUID(uuidString: reference) != nil
+                        ? "no VM with UUID \(reference) on \(label)" : "no VM named '\(reference)' on \(label)",
+                    cause: error)
+            }
+        }
+    }
+
+    /// The host's VMs, running ones only unless `all`.
+    public func list(all: Bool = false) async throws(VMDriverError) -> [VirtualMachine] {
+        try await blocking("listing the VMs on \(label)") { [self] connection in
+            try connection.listAllDomains(all ? [] : [.active]).map { try wrap($0, origin: .registered) }
+                .sorted { $0.name < $1.name }
+        }
+    }
+
+    private static func looksLikePath(_ reference: String) -> Bool {
+        reference.contains("/") || reference.hasSuffix(".xml")
+    }
+
+    private func wrap(_ domain: Domain, origin: VirtualMachine.Origin) throws -> VirtualMachine {
+        VirtualMachine(host: self, domain: domain, name: try domain.name(), uuid: try domain.uuid(), origin: origin)
+    }
+
+    private func open(file path: String, transient: Bool) async throws(VMDriverError) -> VirtualMachine {
+        let url = URL(fileURLWithPath: path)
+        let text: String
+        do {
+            text = try String(contentsOf: url, encoding: .utf8)
+        } catch {
+            let reason = FileManager.default.fileExists(atPath: path) ? "it cannot be read as UTF-8 text" : "no such file"
+            throw VMDriverError(.invalidParameter, "cannot open domain XML file \(path): \(reason)")
+        }
+        let xml = try DomainXML(parsing: text, origin: "domain XML file \(path)")
+        guard xml.name?.isEmpty == false else {
+            throw VMDriverError(.invalidParameter, "domain XML file \(path) has no <name>: libvirt needs one")
+        }
+        let label = self.label
+        return try await blocking("registering \(path) on \(label)") { [self] connection in
+            if let existing = try Self.registered(xml, connection: connection) {
+                return try wrap(existing, origin: .registered)
+            }
+            do {
+                let domain =
+                    transient
+                    ? try connection.createDomain(xml: text)
+                    : try connection.defineDomain(xml: text, flags: [.validate])
+                return try wrap(domain, origin: transient ? .startedTransient : .defined)
+            } catch let error as LibvirtError {
+                let code = ReturnCode(error.code)
+                // A define that fails is the file's fault; a transient start may also fail in QEMU.
+                throw VMDriverError(
+                    code == .failed && !transient ? .invalidParameter : code,
+                    (transient ? "cannot start" : "libvirt rejected")
+                        + " domain XML file \(path) on \(label): \(error.message); nothing was registered",
+                    cause: error)
+            }
+        }
+    }
+
+    /// The VM a file describes, if it is registered: by UUID when the file has one, else by name.
+    private static func registered(_ xml: DomainXML, connection: Connection) throws -> Domain? {
+        do {
+            if let uuid = xml.uuid { return try connection.lookupDomain(uuid: uuid) }
+            if let name = xml.name { return try connection.lookupDomain(name: name) }
+            return nil
+        } catch where error.code == .noDomain {
+            return nil
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import Libvirt
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+/// Reads a disk image's format and backing chain from the image itself: with `qemu-img info`
+/// on the local host, through libvirt's storage API (which reads the header on its own host) on
+/// a remote one.
+enum ImageInspector {
+    struct Result {
+        var format: String?
+        var chain: [VMDetails.BackingImage]?
+        var note: String?
+    }
+
+    /// Blocking: call from the pool.
+    static func inspect(path: String, connection: Connection, isRemote: Bool) -> Result {
+        if !isRemote, let qemuImg = Subprocess.which("qemu-img") {
+            return viaQemuImg(qemuImg, path: path)
+        }
+        return viaStorageAPI(path: path, connection: connection)
+    }
+
+    private struct ImageInfo: Decodable {
+        var filename: String
+        var format: String?
+    }
+
+    private static func viaQemuImg(_ qemuImg: String, path: String) -> Result {
+        // -U: read without taking QEMU's image lock, so a running VM's disk can be inspected.
+        let output: Subprocess.Output
+        do {
+            output = try Subprocess.run(qemuImg, ["info", "-U", "--backing-chain", "--output=json", "--", path])
+        } catch {
+            return Result(note: "cannot run qemu-img: \(error)")
+        }
+        guard output.status == 0 else {
+            return Result(note: output.stderr.isEmpty ? "qemu-img info failed" : output.stderr)
+        }
+        let infos: [ImageInfo]
+        do {
+            // One image gives an object, a chain an array.
+            if let list = try? JSONDecoder().decode([ImageInfo].self, from: output.stdout) {
+                infos = list
+            } else {
+                infos = [try JSONDecoder().decode(ImageInfo.self, from: output.stdout)]
+            }
+        } catch {
+            return Result(note: "cannot read qemu-img's answer: \(error)")
+        }
+        return Result(
+            format: infos.first?.format,
+            chain: infos.dropFirst().map { VMDetails.BackingImage(path: $0.filename, format: $0.format) })
+    }
+
+    private static func viaStorageAPI(path: String, connection: Connection) -> Result {
+        var chain: [VMDetails.BackingImage] = []
+        var current = path
+        var format: String?
+        var seen: Set<String> = []
+        while seen.insert(current).inserted {
+            let xml: String
+            do {
+                xml = try connection.lookupStorageVolume(path: current).xmlDescription()
+            } catch {
+                if current == path {
+                    return Result(note: "no storage pool on the host covers \(path), so its image cannot be read remotely")
+                }
+                return Result(format: format, chain: chain, note: "backing image \(current) is not in a storage pool; the chain stops there")
+            }
+            guard let document = try? XMLDocument(xmlString: xml, options: []), let root = document.rootElement() else {
+                return Result(note: "libvirt returned unreadable volume XML for \(current)")
+            }
+            let volumeFormat = root.elements(forName: "target").first?.elements(forName: "format").first?
+                .attribute(forName: "type")?.stringValue
+            if current == path { format = volumeFormat }
+            guard let backing = root.elements(forName: "backingStore").first,
+                let next = backing.elements(forName: "path").first?.stringValue, !next.isEmpty
+            else { break }
+            chain.append(
+                VMDetails.BackingImage(
+                    path: next,
+                    format: backing.elements(forName: "format").first?.attribute(forName: "type")?.stringValue))
+            current = next
+        }
+        return Result(format: format, chain: chain)
+    }
+}

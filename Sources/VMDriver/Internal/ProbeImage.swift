@@ -1,0 +1,1 @@
+enum ProbeImage { static let bytes: [UInt8] = [] }

@@ -1,0 +1,115 @@
+import ArgumentParser
+import Foundation
+import VMDriver
+
+/// The VM argument the lifecycle commands share.
+struct VMArgument: ParsableArguments {
+    @Argument(help: ArgumentHelp("The VM's name or UUID.", valueName: "name|uuid"))
+    var vm: String
+}
+
+/// start, destroy, suspend, resume: one call each, then the new state.
+protocol SimpleLifecycleCommand: AsyncParsableCommand {
+    var root: VMCtl { get }
+    var target: VMArgument { get }
+    static var verb: String { get }
+    static func act(on vm: VirtualMachine) async throws(VMDriverError)
+}
+
+extension SimpleLifecycleCommand {
+    func run() async throws {
+        try await reporting { () async throws(VMDriverError) in
+            let host = try await root.connection.host()
+            let vm = try await host.open(target.vm)
+            try await Self.act(on: vm)
+            print("\(Self.verb) VM '\(vm.name)': it is \(try await vm.state()).")
+            try await host.close()
+        }
+    }
+}
+
+struct Start: SimpleLifecycleCommand {
+    static let configuration = CommandConfiguration(abstract: "Start a VM.")
+    @ParentCommand var root: VMCtl
+    @OptionGroup var target: VMArgument
+    static let verb = "Started"
+    static func act(on vm: VirtualMachine) async throws(VMDriverError) { try await vm.start() }
+}
+
+struct Destroy: SimpleLifecycleCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop a VM at once (pull the plug).")
+    @ParentCommand var root: VMCtl
+    @OptionGroup var target: VMArgument
+    static let verb = "Destroyed"
+    static func act(on vm: VirtualMachine) async throws(VMDriverError) { try await vm.destroy() }
+}
+
+struct Suspend: SimpleLifecycleCommand {
+    static let configuration = CommandConfiguration(abstract: "Pause a running VM.")
+    @ParentCommand var root: VMCtl
+    @OptionGroup var target: VMArgument
+    static let verb = "Suspended"
+    static func act(on vm: VirtualMachine) async throws(VMDriverError) { try await vm.suspend() }
+}
+
+struct Resume: SimpleLifecycleCommand {
+    static let configuration = CommandConfiguration(abstract: "Resume a paused VM.")
+    @ParentCommand var root: VMCtl
+    @OptionGroup var target: VMArgument
+    static let verb = "Resumed"
+    static func act(on vm: VirtualMachine) async throws(VMDriverError) { try await vm.resume() }
+}
+
+struct Shutdown: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask a VM's guest to power off and wait until it has.",
+        discussion: "Exits 3 if the guest is still running at the deadline (unless --force destroys it then).")
+
+    @ParentCommand var root: VMCtl
+    @OptionGroup var target: VMArgument
+    @OptionGroup var output: OutputOptions
+
+    @Option(help: ArgumentHelp("Seconds to wait for the guest.", valueName: "seconds"))
+    var timeout: Double = 60
+
+    @Flag(help: "Destroy the VM if it has not powered off by the deadline.")
+    var force = false
+
+    func validate() throws {
+        guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
+    }
+
+    struct Result: Encodable {
+        var vm: String
+        var state: VMState
+        var seconds: Double
+    }
+
+    func run() async throws {
+        try await reporting { () async throws(VMDriverError) in
+            let host = try await root.connection.host()
+            let vm = try await host.open(target.vm)
+            let job = try await vm.shutdown(timeout: .milliseconds(Int64(timeout * 1000)), force: force)
+            let bar = ProgressBar()
+            let watcher = Task {
+                for await progress in job.progress { bar.draw(progress) }
+            }
+            let outcome: Swift.Result<VMState, VMDriverError>
+            do throws(VMDriverError) {
+                outcome = .success(try await job.wait())
+            } catch {
+                outcome = .failure(error)
+            }
+            watcher.cancel()
+            bar.finish()
+            let state = try outcome.get()
+            let seconds = Date().timeIntervalSince(job.startTime)
+            if output.json {
+                print(Render.json(Result(vm: vm.name, state: state, seconds: seconds)))
+            } else {
+                print("VM '\(vm.name)' is \(state) after \(String(format: "%.1f", seconds)) s.")
+            }
+            try await host.close()
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import VMDriver
+
+enum Render {
+    static func json<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func details(_ vm: VMDetails) -> String {
+        var lines = [
+            "Name:        \(vm.name)",
+            "UUID:        \(vm.uuid.uuidString.lowercased())",
+            "State:       \(vm.state)",
+            "Host:        \(vm.host.name) (\(vm.host.uri))",
+            "Type:        \(vm.domainType)",
+            "vCPUs:       \(vm.vcpus)",
+            "Memory:      \(vm.memoryMiB) MiB (max \(vm.maxMemoryMiB) MiB)",
+            "Persistent:  \(vm.persistent ? "yes" : "no")",
+            "Disks:",
+        ]
+        if vm.disks.isEmpty { lines.append("  (none)") }
+        for disk in vm.disks {
+            var line = "  \(disk.target) \(disk.device) \(disk.path ?? "-") \(disk.format ?? "?")"
+            if disk.readOnly { line += " read-only" }
+            lines.append(line)
+            if let chain = disk.backingChain {
+                for image in chain { lines.append("      backed by \(image.path) (\(image.format ?? "?"))") }
+            }
+            if let note = disk.chainNote { lines.append("      (\(note))") }
+        }
+        lines.append("NICs:")
+        if vm.nics.isEmpty { lines.append("  (none)") }
+        for nic in vm.nics {
+            lines.append("  \(nic.mac ?? "-") \(nic.type)\(nic.source.map { " \($0)" } ?? "")\(nic.model.map { " \($0)" } ?? "")")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Draws a job's progress on stderr when it is a terminal; silent otherwise.
+struct ProgressBar {
+    let enabled = isatty(STDERR_FILENO) == 1
+
+    func draw(_ progress: JobProgress) {
+        guard enabled else { return }
+        let width = 30
+        let filled = Int(((progress.percent ?? 0) / 100 * Double(width)).rounded()).clamped(0, width)
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        let percent = progress.percent.map { String(format: "%3.0f%%", $0) } ?? "  ? "
+        FileHandle.standardError.write(Data("\r\u{1B}[K[\(bar)] \(percent) \(progress.phase)".utf8))
+    }
+
+    func finish() {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+}
+
+extension Int {
+    func clamped(_ low: Int, _ high: Int) -> Int { Swift.min(Swift.max(self, low), high) }
+}

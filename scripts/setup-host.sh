@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Prepares this machine to be a libvirt host for VMDriver: installs what is missing,
+# starts virtlogd and libvirtd (there is no systemd here), and waits for qemu:///system.
+# Idempotent: running it again changes nothing on a ready host.
+set -euo pipefail
+
+log() { printf 'setup-host: %s\n' "$*" >&2; }
+
+packages=(
+  libvirt-daemon-system libvirt-dev libvirt-clients
+  qemu-system-x86 qemu-utils
+  # fixtures: kernel extraction, initramfs, data disk, boot sector
+  busybox-static cpio e2fsprogs binutils
+  # the two-host testbed and TLS
+  iproute2 gnutls-bin
+  pkg-config
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # policy-rc.d keeps dpkg from trying to start services: there is no init system to do it.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Backing files keep libvirt's ownership after a guest stops; with remember_owner on,
+# libvirt leaves stale trusted.libvirt.security xattrs behind (TESTBED.md).
+conf=/etc/libvirt/qemu.conf
+if ! grep -q '^remember_owner *= *0' "$conf"; then
+  printf '\n# set by VMDriver scripts/setup-host.sh\nremember_owner = 0\n' >>"$conf"
+fi
+
+running() { pgrep -x "$1" >/dev/null 2>&1 && [ -S "$2" ]; }
+
+# Only start daemons of the root namespace: a testbed's daemons live in their own mount
+# namespaces and do not own the sockets under this /run.
+if ! running virtlogd /run/libvirt/virtlogd-sock; then
+  log "starting virtlogd"
+  mkdir -p /run/libvirt
+  virtlogd -d
+fi
+if ! running libvirtd /run/libvirt/libvirt-sock; then
+  log "starting libvirtd"
+  libvirtd -d
+fi
+
+for _ in $(seq 1 60); do
+  if virsh -q -c qemu:///system version >/dev/null 2>&1; then
+    log "qemu:///system answers"
+    exit 0
+  fi
+  sleep 0.5
+done
+log "qemu:///system did not answer within 30 s"
+exit 1
