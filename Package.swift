@@ -35,7 +35,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
-        .testTarget(name: "VMDriverTests", dependencies: ["VMDriver"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VMDriver"]),
+        .testTarget(name: "VMDriverTests", dependencies: ["VMDriver", "Libvirt"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VMDriver", "Libvirt"]),
     ]
 )

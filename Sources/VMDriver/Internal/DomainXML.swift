@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationXML)
-import FoundationXML
-#endif
 
 /// What VMDriver reads from a libvirt domain XML document.
 struct DomainXML {
@@ -29,20 +26,20 @@ struct DomainXML {
 
     /// Parses `text`; throws a code 4 error naming `origin` when it is not a domain XML document.
     init(parsing text: String, origin: String) throws(VMDriverError) {
-        let document: XMLDocument
+        let root: XMLTree
         do {
-            document = try XMLDocument(xmlString: text, options: [])
+            root = try XMLTree.parse(text)
         } catch {
-            throw VMDriverError(.invalidParameter, "\(origin) is not well-formed XML: \(Self.reason(error))")
+            throw VMDriverError(.invalidParameter, "\(origin) is not well-formed XML: \(error)")
         }
-        guard let root = document.rootElement(), root.name == "domain" else {
+        guard root.name == "domain" else {
             throw VMDriverError(
                 .invalidParameter,
-                "\(origin) is not a libvirt domain definition: its root element is <\(document.rootElement()?.name ?? "none")>, not <domain>")
+                "\(origin) is not a libvirt domain definition: its root element is <\(root.name)>, not <domain>")
         }
-        type = root.attribute(forName: "type")?.stringValue ?? ""
-        name = Self.text(root, "name")
-        if let uuidText = Self.text(root, "uuid") {
+        type = root.attributes["type"] ?? ""
+        name = root.child("name")?.trimmedText
+        if let uuidText = root.child("uuid")?.trimmedText {
             guard let uuid = UUID(uuidString: uuidText) ?? Self.compactUUID(uuidText) else {
                 throw VMDriverError(.invalidParameter, "\(origin) has an invalid <uuid> '\(uuidText)'")
             }
@@ -50,38 +47,28 @@ struct DomainXML {
         } else {
             uuid = nil
         }
-        let devices = root.elements(forName: "devices").first
-        disks = (devices?.elements(forName: "disk") ?? []).map { disk in
-            let source = disk.elements(forName: "source").first
+        let devices = root.child("devices")
+        disks = (devices?.children("disk") ?? []).map { disk in
+            let source = disk.child("source")
             let path =
-                source?.attribute(forName: "file")?.stringValue ?? source?.attribute(forName: "dev")?.stringValue
-                ?? source.flatMap { s in
-                    s.attribute(forName: "volume")?.stringValue.map { vol in
-                        "\(s.attribute(forName: "pool")?.stringValue ?? "?")/\(vol)"
-                    }
-                }
+                source?.attributes["file"] ?? source?.attributes["dev"]
+                ?? source.flatMap { s in s.attributes["volume"].map { "\(s.attributes["pool"] ?? "?")/\($0)" } }
             return Disk(
-                device: disk.attribute(forName: "device")?.stringValue ?? "disk",
-                sourceType: disk.attribute(forName: "type")?.stringValue ?? "file",
+                device: disk.attributes["device"] ?? "disk",
+                sourceType: disk.attributes["type"] ?? "file",
                 path: path,
-                format: disk.elements(forName: "driver").first?.attribute(forName: "type")?.stringValue,
-                target: disk.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue ?? "",
-                readOnly: !disk.elements(forName: "readonly").isEmpty)
+                format: disk.child("driver")?.attributes["type"],
+                target: disk.child("target")?.attributes["dev"] ?? "",
+                readOnly: disk.child("readonly") != nil)
         }
-        interfaces = (devices?.elements(forName: "interface") ?? []).map { interface in
-            let source = interface.elements(forName: "source").first
-            let sourceName = ["network", "bridge", "dev", "address"].lazy
-                .compactMap { source?.attribute(forName: $0)?.stringValue }.first
+        interfaces = (devices?.children("interface") ?? []).map { interface in
+            let source = interface.child("source")
             return Interface(
-                type: interface.attribute(forName: "type")?.stringValue ?? "",
-                mac: interface.elements(forName: "mac").first?.attribute(forName: "address")?.stringValue,
-                source: sourceName,
-                model: interface.elements(forName: "model").first?.attribute(forName: "type")?.stringValue)
+                type: interface.attributes["type"] ?? "",
+                mac: interface.child("mac")?.attributes["address"],
+                source: ["network", "bridge", "dev", "address"].lazy.compactMap { source?.attributes[$0] }.first,
+                model: interface.child("model")?.attributes["type"])
         }
-    }
-
-    private static func text(_ element: XMLElement, _ child: String) -> String? {
-        element.elements(forName: child).first?.stringValue?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// libvirt also accepts UUIDs written without dashes.
@@ -91,10 +78,5 @@ struct DomainXML {
         let chars = Array(hex)
         let parts = [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { String(chars[$0]) }
         return UUID(uuidString: parts.joined(separator: "-"))
-    }
-
-    private static func reason(_ error: any Error) -> String {
-        let text = (error as NSError).userInfo[NSLocalizedDescriptionKey] as? String ?? "\(error)"
-        return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

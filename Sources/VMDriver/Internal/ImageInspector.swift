@@ -1,8 +1,5 @@
 import Foundation
 import Libvirt
-#if canImport(FoundationXML)
-import FoundationXML
-#endif
 
 /// Reads a disk image's format and backing chain from the image itself: with `qemu-img info`
 /// on the local host, through libvirt's storage API (which reads the header on its own host) on
@@ -69,19 +66,13 @@ enum ImageInspector {
                 }
                 return Result(format: format, chain: chain, note: "backing image \(current) is not in a storage pool; the chain stops there")
             }
-            guard let document = try? XMLDocument(xmlString: xml, options: []), let root = document.rootElement() else {
+            guard let root = try? XMLTree.parse(xml) else {
                 return Result(note: "libvirt returned unreadable volume XML for \(current)")
             }
-            let volumeFormat = root.elements(forName: "target").first?.elements(forName: "format").first?
-                .attribute(forName: "type")?.stringValue
-            if current == path { format = volumeFormat }
-            guard let backing = root.elements(forName: "backingStore").first,
-                let next = backing.elements(forName: "path").first?.stringValue, !next.isEmpty
+            if current == path { format = root.child("target")?.child("format")?.attributes["type"] }
+            guard let backing = root.child("backingStore"), let next = backing.child("path")?.trimmedText, !next.isEmpty
             else { break }
-            chain.append(
-                VMDetails.BackingImage(
-                    path: next,
-                    format: backing.elements(forName: "format").first?.attribute(forName: "type")?.stringValue))
+            chain.append(VMDetails.BackingImage(path: next, format: backing.child("format")?.attributes["type"]))
             current = next
         }
         return Result(format: format, chain: chain)

@@ -1,0 +1,105 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+/// A small, strict XML tree. Built with `XMLParser`, which stops at the first well-formedness
+/// error (Foundation's `XMLDocument` on Linux recovers from broken documents and prints
+/// libxml2's complaints on stderr instead of failing).
+final class XMLTree {
+    let name: String
+    let attributes: [String: String]
+    private(set) var children: [XMLTree] = []
+    private(set) var text = ""
+
+    init(name: String, attributes: [String: String]) {
+        self.name = name
+        self.attributes = attributes
+    }
+
+    /// The first child named `name`.
+    func child(_ name: String) -> XMLTree? { children.first { $0.name == name } }
+
+    /// Every child named `name`.
+    func children(_ name: String) -> [XMLTree] { children.filter { $0.name == name } }
+
+    /// The element's text, trimmed.
+    var trimmedText: String { text.trimmingCharacters(in: .whitespacesAndNewlines) }
+
+    struct ParseError: Error, CustomStringConvertible {
+        var line: Int
+        var column: Int
+        var reason: String
+        var description: String { "line \(line), column \(column): \(reason)" }
+    }
+
+    /// Parses a whole document and returns its root element.
+    static func parse(_ text: String) throws(ParseError) -> XMLTree {
+        let builder = Builder()
+        let parser = XMLParser(data: Data(text.utf8))
+        parser.delegate = builder
+        parser.shouldProcessNamespaces = false
+        parser.shouldResolveExternalEntities = false
+        let ok = parser.parse()
+        let error = builder.failure ?? (parser.parserError as NSError?)
+        guard ok, error == nil, let root = builder.root else {
+            throw ParseError(
+                line: parser.lineNumber, column: parser.columnNumber,
+                reason: error.map { Self.describe($0) } ?? "the document is empty")
+        }
+        // XMLParser on Linux reports success for a document cut short: check every tag closed.
+        if let open = builder.stack.last {
+            throw ParseError(
+                line: parser.lineNumber, column: parser.columnNumber,
+                reason: "the document ends before <\(open.name)> is closed")
+        }
+        return root
+    }
+
+    private static func describe(_ error: NSError) -> String {
+        // libxml2's error numbers behind XMLParser.ErrorCode, in words people know.
+        switch error.code {
+        case 4, 5: "the document is empty or ends too early"
+        case 73, 76, 77: "a tag is not closed"
+        case 9: "a character that XML does not allow"
+        case 23, 26, 68: "an '&' that starts no known entity (write it as &amp;)"
+        case 38, 39, 40, 41: "a malformed attribute"
+        default: "not well-formed (XML parser error \(error.code))"
+        }
+    }
+
+    private final class Builder: NSObject, XMLParserDelegate {
+        var root: XMLTree?
+        var stack: [XMLTree] = []
+        var failure: NSError?
+
+        func parser(
+            _ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+            attributes: [String: String] = [:]
+        ) {
+            let element = XMLTree(name: name, attributes: attributes)
+            if let parent = stack.last {
+                parent.children.append(element)
+            } else if root == nil {
+                root = element
+            }
+            stack.append(element)
+        }
+
+        func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
+            _ = stack.popLast()
+        }
+
+        func parser(_ parser: XMLParser, foundCharacters string: String) {
+            stack.last?.text += string
+        }
+
+        func parser(_ parser: XMLParser, foundCDATA block: Data) {
+            stack.last?.text += String(decoding: block, as: UTF8.self)
+        }
+
+        func parser(_ parser: XMLParser, parseErrorOccurred error: any Error) {
+            if failure == nil { failure = error as NSError }
+        }
+    }
+}
