@@ -42,6 +42,13 @@ if ! grep -q '^remember_owner *= *0' "$conf"; then
   printf '\n# set by VMDriver scripts/setup-host.sh\nremember_owner = 0\n' >>"$conf"
 fi
 
+# What udev does on a normal Debian host (qemu-system-x86's rule): /dev/kvm for group kvm,
+# which libvirt-qemu is in. Without udev here, /dev/kvm stays root-only and QEMU cannot use it.
+if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
+  chgrp kvm /dev/kvm
+  chmod 0660 /dev/kvm
+fi
+
 running() { pgrep -x "$1" >/dev/null 2>&1 && [ -S "$2" ]; }
 
 # Only start daemons of the root namespace: a testbed's daemons live in their own mount

@@ -91,18 +91,19 @@ actor AcceleratorProbe {
                   <driver name='qemu' type='raw'/>
                   <source file='\(image.path)'/>
                   <target dev='hda' bus='ide'/>
-                  <readonly/>
                 </disk>
                 <serial type='file'><source path='\(serial.path)'/></serial>
                 <memballoon model='none'/>
               </devices>
             </domain>
             """
-        let started = Date()
         // AUTODESTROY: if this process dies mid-probe, libvirt removes the guest when the
         // connection closes.
         let domain = try connection.createDomain(xml: xml, flags: [.autoDestroy])
         defer { try? domain.destroy() }
+        // The clock starts once QEMU runs: starting it can take seconds on a busy host, while the
+        // probe itself needs milliseconds (TCG included).
+        let started = Date()
         var lines: Set<String> = []
         let deadline = started.addingTimeInterval(5)
         while Date() < deadline {

@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+
+/// Runs the built `vmctl` and checks what a user sees: stdout, stderr, exit status.
+struct VMCtl {
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+
+        func json() throws -> Any {
+            try JSONSerialization.jsonObject(with: Data(stdout.utf8))
+        }
+    }
+
+    /// `.build/debug/vmctl` of this package, or $VMCTL.
+    static var path: String {
+        if let path = ProcessInfo.processInfo.environment["VMCTL"] { return path }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/vmctl").path
+    }
+
+    static func run(_ arguments: String...) throws -> Output { try run(arguments) }
+
+    static func run(_ arguments: [String]) throws -> Output {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment.removeValue(forKey: "VMDRIVER_CONNECT")
+        environment.removeValue(forKey: "LIBVIRT_DEFAULT_URI")
+        process.environment = environment
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Output(
+            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}
+
+@Suite("vmctl on test:///default")
+struct VMCtlTestDriverTests {
+    @Test func openPrintsTheTestDriversVMAsJSON() throws {
+        let output = try VMCtl.run("--connect", "test:///default", "open", "test", "--json")
+        #expect(output.status == 0, "\(output.stderr)")
+        let vm = try #require(try output.json() as? [String: Any])
+        #expect(vm["name"] as? String == "test")
+        #expect(vm["state"] as? String == "running")
+        #expect(vm["uuid"] as? String == "6695eb01-f6a4-8304-79aa-97f2502e193f")
+        #expect(vm["vcpus"] as? Int == 2)
+        #expect(vm["origin"] as? String == "registered")
+        #expect((vm["nics"] as? [[String: Any]])?.first?["mac"] as? String == "aa:bb:cc:dd:ee:ff")
+        #expect(output.stderr.isEmpty)
+    }
+
+    @Test func connectMayFollowTheSubcommand() throws {
+        let output = try VMCtl.run("open", "test", "-c", "test:///default")
+        #expect(output.status == 0)
+        #expect(output.stdout.contains("Name:        test"))
+        #expect(output.stdout.contains("State:       running"))
+    }
+
+    @Test func aMissingVMExits4WithTheMessageOnStderr() throws {
+        let output = try VMCtl.run("-c", "test:///default", "open", "no-such-vm")
+        #expect(output.status == 4)
+        #expect(output.stdout.isEmpty)
+        #expect(output.stderr.contains("no VM named 'no-such-vm' on host"))
+        #expect(output.stderr.contains("code 4"))
+    }
+
+    @Test func aBrokenXMLFileExits4() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("broken.xml")
+        try "<domain type='test'><name>broken</name".write(to: file, atomically: true, encoding: .utf8)
+        let output = try VMCtl.run("-c", "test:///default", "open", file.path)
+        #expect(output.status == 4)
+        #expect(output.stderr.contains("\(file.path) is not well-formed XML"))
+    }
+
+    @Test func capsOfTheTestDriverListNoMigrationTypes() throws {
+        let output = try VMCtl.run("-c", "test:///default", "caps", "--json")
+        #expect(output.status == 0)
+        let caps = try #require(try output.json() as? [String: Any])
+        #expect(caps["driver"] as? String == "test")
+        let types = try #require(caps["migrationTypes"] as? [String: [String: Any]])
+        #expect(Set(types.keys) == ["hot", "warm", "cold"])
+        #expect(types.values.allSatisfy { $0["status"] as? String == "unavailable" })
+    }
+
+    @Test func wrongStateExits5() throws {
+        // In one process: the test driver's state lives only as long as the process.
+        let output = try VMCtl.run("-c", "test:///default", "resume", "test")
+        #expect(output.status == 5)
+        #expect(output.stderr.contains("cannot resume VM 'test'"))
+        #expect(output.stderr.contains("not paused"))
+    }
+
+    @Test func listJSON() throws {
+        let output = try VMCtl.run("-c", "test:///default", "list", "--all", "--json")
+        #expect(output.status == 0)
+        let rows = try #require(try output.json() as? [[String: Any]])
+        #expect(rows.map { $0["name"] as? String } == ["test"])
+    }
+
+    @Test func badArgumentsExitWithArgumentParsersUsageError() throws {
+        let output = try VMCtl.run("shutdown", "test", "--timeout", "-1", "-c", "test:///default")
+        #expect(output.status == 64)
+        #expect(output.stderr.contains("--timeout must be a positive number"))
+    }
+}
+
+@Suite(
+    "vmctl on qemu:///system", .serialized,
+    .enabled(if: ProcessInfo.processInfo.environment["VMDRIVER_INTEGRATION"] == "1", "needs scripts/test.sh"))
+struct VMCtlSystemTests {
+    @Test func openNoSuchVMOnTheDefaultHostExits4() throws {
+        let output = try VMCtl.run("open", "no-such-vm")
+        #expect(output.status == 4)
+        #expect(output.stderr.contains("no VM named 'no-such-vm'"))
+    }
+
+    @Test func aBrokenXMLFileDefinesNothing() throws {
+        let before = try VMCtl.run("list", "--all", "--json")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for (index, text) in [
+            "<domain type='qemu'><name>vmctl-broken</name",
+            // Well-formed, but libvirt refuses it (no memory, no OS).
+            "<domain type='qemu'><name>vmctl-broken</name><vcpu>1</vcpu></domain>",
+        ].enumerated() {
+            let file = directory.appendingPathComponent("broken\(index).xml")
+            try text.write(to: file, atomically: true, encoding: .utf8)
+            let output = try VMCtl.run("open", file.path)
+            #expect(output.status == 4, "\(output.stderr)")
+            #expect(output.stderr.contains(file.path))
+        }
+        let after = try VMCtl.run("list", "--all", "--json")
+        #expect(after.stdout == before.stdout)
+    }
+
+    @Test func capsReportsQEMUWithTCGWorking() throws {
+        let output = try VMCtl.run("caps", "--json")
+        #expect(output.status == 0, "\(output.stderr)")
+        let caps = try #require(try output.json() as? [String: Any])
+        #expect(caps["driver"] as? String == "qemu")
+        let accelerators = try #require(caps["accelerators"] as? [[String: Any]])
+        let tcg = try #require(accelerators.first { $0["name"] as? String == "tcg" })
+        #expect((tcg["runsLinuxGuests"] as? [String: Any])?["status"] as? String == "available")
+        let types = try #require(caps["migrationTypes"] as? [String: [String: Any]])
+        #expect(types.values.allSatisfy { $0["status"] as? String == "available" })
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import Libvirt
+import Testing
+
+/// Integration tests run only where `scripts/test.sh` set up a real host and built the fixtures.
+enum Integration {
+    static let environment = ProcessInfo.processInfo.environment
+    static let enabled = environment["VMDRIVER_INTEGRATION"] == "1"
+    static let uri = environment["VMDRIVER_TEST_URI"] ?? "qemu:///system"
+    static let fixtures = URL(fileURLWithPath: environment["VMDRIVER_FIXTURES"] ?? "/var/cache/vmdriver/fixtures")
+    /// Where per-test guests keep their disks and serial logs; QEMU (libvirt-qemu) can reach it.
+    static let workRoot = URL(fileURLWithPath: "/var/lib/libvirt/images")
+}
+
+/// One test's guest: its own directory with a copy of the data disk, its serial log and its
+/// domain XML. `cleanUp()` destroys and undefines the domain and removes the directory; tests
+/// call it in `defer`, so it runs when they fail too. It goes through the Libvirt layer
+/// directly, so cleanup does not depend on the code under test.
+final class Sandbox {
+    let name: String
+    let directory: URL
+    var disk: URL { directory.appendingPathComponent("data.qcow2") }
+    var serial: URL { directory.appendingPathComponent("serial.log") }
+    var xmlFile: URL { directory.appendingPathComponent("\(name).xml") }
+
+    init(_ label: String) throws {
+        name = "vmdriver-test-\(label)-\(UUID().uuidString.prefix(6).lowercased())"
+        directory = Integration.workRoot.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    /// Copies the fixture's ext4 data disk into the sandbox.
+    func copyDataDisk() throws {
+        try FileManager.default.copyItem(at: Integration.fixtures.appendingPathComponent("data.qcow2"), to: disk)
+    }
+
+    /// Writes the Linux guest's domain XML (from the fixture template) and returns its path.
+    func writeLinuxXML(domainType: String, tag: String, disk: URL? = nil) throws -> String {
+        try fill("linux-domain.xml.in", [
+            "@NAME@": name, "@DISK@": (disk ?? self.disk).path, "@SERIAL@": serial.path,
+            "@KERNEL@": Integration.fixtures.appendingPathComponent("vmlinuz").path,
+            "@INITRD@": Integration.fixtures.appendingPathComponent("initrd.img").path,
+            "@TAG@": tag, "@DOMAIN_TYPE@": domainType,
+        ])
+    }
+
+    /// Writes the boot-sector guest's domain XML and returns its path.
+    func writeBootSectorXML(domainType: String) throws -> String {
+        let image = directory.appendingPathComponent("boot.img")
+        try FileManager.default.copyItem(at: Integration.fixtures.appendingPathComponent("bootsector.img"), to: image)
+        return try fill("bootsector-domain.xml.in", [
+            "@NAME@": name, "@DISK@": image.path, "@SERIAL@": serial.path, "@DOMAIN_TYPE@": domainType,
+        ])
+    }
+
+    private func fill(_ template: String, _ values: [String: String]) throws -> String {
+        var text = try String(contentsOf: Integration.fixtures.appendingPathComponent(template), encoding: .utf8)
+        for (key, value) in values { text = text.replacingOccurrences(of: key, with: value) }
+        try text.write(to: xmlFile, atomically: true, encoding: .utf8)
+        return xmlFile.path
+    }
+
+    func cleanUp() {
+        if let connection = try? Connection(uri: Integration.uri) {
+            if let domain = try? connection.lookupDomain(name: name) {
+                try? domain.destroy()
+                try? domain.undefine([.managedSave, .snapshotsMetadata])
+            }
+            try? connection.close()
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    // MARK: What the guest said
+
+    /// The serial log's lines, CR LF folded.
+    func serialLines() -> [String] {
+        guard let data = FileManager.default.contents(atPath: serial.path) else { return [] }
+        return String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
+    }
+
+    /// The heartbeat numbers printed since the last boot began.
+    func heartbeats() -> [Int] {
+        let lines = serialLines()
+        let start = lines.lastIndex { $0.hasPrefix("VMDRIVER-INIT") } ?? 0
+        return lines[start...].compactMap { line in
+            line.hasPrefix("VMDRIVER-HEARTBEAT ") ? Int(line.dropFirst("VMDRIVER-HEARTBEAT ".count)) : nil
+        }
+    }
+
+    /// The markers file as the guest printed it on its last boot.
+    func markersSeenByGuest() -> [String]? {
+        let lines = serialLines()
+        guard let begin = lines.lastIndex(of: "VMDRIVER-MARKERS-BEGIN"),
+            let end = lines[begin...].firstIndex(of: "VMDRIVER-MARKERS-END")
+        else { return nil }
+        return Array(lines[(begin + 1)..<end])
+    }
+
+    /// Waits until `condition` holds, polling every 100 ms; false at the deadline.
+    func waitFor(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return condition()
+    }
+
+    /// The markers file read from the disk image on the host, not through the guest.
+    func markersOnDisk(_ image: URL? = nil) throws -> [String] {
+        let raw = directory.appendingPathComponent("inspect.raw")
+        defer { try? FileManager.default.removeItem(at: raw) }
+        try run("qemu-img", ["convert", "-U", "-O", "raw", (image ?? disk).path, raw.path])
+        let text = try run("debugfs", ["-R", "cat /markers", raw.path])
+        return text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+    }
+}
+
+/// Runs a tool with an argument array and returns its stdout; throws on a non-zero exit.
+@discardableResult
+func run(_ tool: String, _ arguments: [String]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = [tool] + arguments
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    let errors = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw ToolFailed(tool: tool, status: process.terminationStatus, stderr: String(decoding: errors, as: UTF8.self))
+    }
+    return String(decoding: data, as: UTF8.self)
+}
+
+struct ToolFailed: Error, CustomStringConvertible {
+    var tool: String
+    var status: Int32
+    var stderr: String
+    var description: String { "\(tool) exited \(status): \(stderr)" }
+}

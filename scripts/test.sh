@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The test command: sets up this machine as a libvirt host, builds the fixture guests, and runs
+# every test (unit tests on test:///default, integration tests with real guests on
+# qemu:///system, CLI tests). Stops the daemons it started and removes what tests left.
+#
+#   scripts/test.sh [extra swift test arguments, e.g. --filter GuestTests]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+# Which daemons run before we start: those we start, we stop at the end.
+was_running() { pgrep -x "$1" >/dev/null 2>&1; }
+started=()
+was_running virtlogd || started+=(virtlogd)
+was_running libvirtd || started+=(libvirtd)
+
+cleanup() {
+  local status=$?
+  bash scripts/sweep.sh || true
+  for daemon in libvirtd virtlogd; do
+    if [[ " ${started[*]-} " == *" $daemon "* ]]; then
+      log "stopping $daemon (this script started it)"
+      pkill -TERM -x "$daemon" || true
+      for _ in $(seq 1 50); do
+        # PID 1 here reaps slowly: a zombie counts as gone.
+        pgrep -x "$daemon" -r R,S,D >/dev/null 2>&1 || break
+        sleep 0.1
+      done
+    fi
+  done
+  exit "$status"
+}
+trap cleanup EXIT
+
+bash scripts/setup-host.sh
+fixtures=$(bash Fixtures/build.sh)
+export VMDRIVER_FIXTURES="$fixtures" VMDRIVER_INTEGRATION=1
+
+build_flags=()
+# CI treats warnings in our own code as errors.
+if [ "${CI:-}" = true ] || [ "${VMDRIVER_WERROR:-}" = 1 ]; then
+  build_flags+=(-Xswiftc -warnings-as-errors)
+fi
+log "building"
+swift build --build-tests "${build_flags[@]}"
+log "running tests"
+swift test --skip-build "$@"
