@@ -19,6 +19,26 @@ struct VMCtl: AsyncParsableCommand {
 
     /// `--connect` and `--verbose` belong to vmctl itself and may stand before or after the subcommand.
     @OptionGroup var connection: ConnectionOptions
+
+    /// As ArgumentParser's own main, except that a malformed command line exits 4 (CIM's
+    /// "invalid parameter") rather than 64, so every refusal speaks the same codes.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let status = exitCode(for: error)
+            if status == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                exit(withError: ExitCode(ReturnCode.invalidParameter.exitStatus))
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// `--connect`, shared by every subcommand.

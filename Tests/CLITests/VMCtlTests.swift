@@ -104,6 +104,15 @@ struct VMCtlTestDriverTests {
         #expect(output.stderr.contains("not paused"))
     }
 
+    @Test func anUnknownOptionExits4AndHelpExits0() throws {
+        let unknown = try VMCtl.run("open", "test", "--no-such-option")
+        #expect(unknown.status == 4)
+        #expect(unknown.stderr.contains("--no-such-option"))
+        let help = try VMCtl.run("--help")
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("caps"))
+    }
+
     @Test func listJSON() throws {
         let output = try VMCtl.run("-c", "test:///default", "list", "--all", "--json")
         #expect(output.status == 0)
@@ -111,9 +120,9 @@ struct VMCtlTestDriverTests {
         #expect(rows.map { $0["name"] as? String } == ["test"])
     }
 
-    @Test func badArgumentsExitWithArgumentParsersUsageError() throws {
-        let output = try VMCtl.run("shutdown", "test", "--timeout", "-1", "-c", "test:///default")
-        #expect(output.status == 64)
+    @Test func badArgumentsExit4() throws {
+        let output = try VMCtl.run("shutdown", "test", "--timeout=-1", "-c", "test:///default")
+        #expect(output.status == 4)
         #expect(output.stderr.contains("--timeout must be a positive number"))
     }
 }
