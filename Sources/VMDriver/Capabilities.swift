@@ -98,15 +98,17 @@ public struct Capabilities: Sendable, Codable, Equatable {
 extension Host {
     /// Computes the host's capabilities: asks libvirt, probes the accelerators, and looks at the
     /// tools and certificates on the host (local hosts only; on a remote host such items are
-    /// `unknown`). The accelerator probe boots a tiny guest once per host and process.
-    public func capabilities() async throws(VMDriverError) -> Capabilities {
-        try await CapabilityProbe(host: self).run()
+    /// `unknown`). The accelerator probe boots a 512-byte guest under each accelerator; its
+    /// results are kept for a day unless `refresh`.
+    public func capabilities(refresh: Bool = false) async throws(VMDriverError) -> Capabilities {
+        try await CapabilityProbe(host: self, refresh: refresh).run()
     }
 }
 
 /// The checks behind `Host.capabilities()`.
 struct CapabilityProbe {
     let host: Host
+    let refresh: Bool
 
     func run() async throws(VMDriverError) -> Capabilities {
         let host = self.host
@@ -124,8 +126,8 @@ struct CapabilityProbe {
 
         var accelerators: [Capabilities.Accelerator] = []
         if isQEMU {
-            let probe = await AcceleratorProbe.shared.results(for: host, offered: offered)
-            accelerators = probe
+            accelerators = await AcceleratorProbe.shared.results(
+                for: host, offered: offered, versions: "\(facts.version)|\(facts.libvirt)", refresh: refresh)
         }
         let linuxType = accelerators.first { $0.domainType == "kvm" && $0.runsLinuxGuests.isAvailable }?.domainType
             ?? accelerators.first { $0.domainType == "qemu" && $0.runsLinuxGuests.status != .unavailable }?.domainType

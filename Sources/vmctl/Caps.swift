@@ -9,10 +9,13 @@ struct Caps: AsyncParsableCommand {
     @ParentCommand var root: VMCtl
     @OptionGroup var output: OutputOptions
 
+    @Flag(help: "Probe the accelerators again instead of using the day-old result.")
+    var refresh = false
+
     func run() async throws {
         try await reporting { () async throws(VMDriverError) in
             let host = try await root.connection.host()
-            let caps = try await host.capabilities()
+            let caps = try await host.capabilities(refresh: refresh)
             if output.json {
                 print(Render.json(caps))
             } else {

@@ -15,6 +15,22 @@ struct GuestTests {
         caps = try await host.capabilities()
     }
 
+    /// The probe itself, not the cached answer: booting it is what the test is about.
+    @Test func theAcceleratorProbeBootsAndJudges() async throws {
+        let fresh = try await host.capabilities(refresh: true)
+        let tcg = try #require(fresh.accelerators.first { $0.name == "tcg" })
+        #expect(tcg.runsLinuxGuests.isAvailable, "\(tcg.runsLinuxGuests)")
+        #expect(tcg.runsLinuxGuests.reason?.contains("cmpxchg16b") == true)
+        // Whatever KVM can do here, the answer is a verdict with a reason, never a guess.
+        let kvm = try #require(fresh.accelerators.first { $0.name == "kvm" })
+        #expect(kvm.runsLinuxGuests.status != .unknown)
+        #expect(kvm.runsLinuxGuests.reason?.isEmpty == false)
+        // A cached answer gives the same verdicts as a fresh probe (the timings in reasons vary).
+        #expect(
+            fresh.accelerators.map { [$0.runsGuests.status, $0.runsLinuxGuests.status] }
+                == caps.accelerators.map { [$0.runsGuests.status, $0.runsLinuxGuests.status] })
+    }
+
     var linuxType: String {
         get throws { try #require(caps.linuxDomainType, "the probe found no accelerator that runs Linux guests") }
     }

@@ -6,22 +6,82 @@ import Libvirt
 ///
 /// Why boot rather than trust libvirt: on some hosts /dev/kvm exists and libvirt offers
 /// `<domain type='kvm'>`, yet only real-mode code runs under it and a Linux kernel hangs as soon
-/// as it leaves real mode. The probe walks real mode → protected mode → long mode and reports each
-/// step on its serial port; a Linux guest needs every step.
+/// in its first minutes. The probe walks real mode → long mode → `lock cmpxchg16b` → a fixed
+/// workload and reports each step on its serial port; a Linux guest needs every step, at speed.
 actor AcceleratorProbe {
     static let shared = AcceleratorProbe()
 
     private var cache: [String: [Capabilities.Accelerator]] = [:]
 
-    /// The accelerators of `host`, probed once per host URI and process.
-    func results(for host: Host, offered: Set<String>) async -> [Capabilities.Accelerator] {
-        if let cached = cache[host.uri] { return cached }
+    /// The accelerators of `host`. Probing takes seconds (a BIOS boot under each accelerator), so
+    /// results are kept per process and, for a local host, on disk for a day, keyed by everything
+    /// that could change the answer: QEMU and libvirt versions, the kernel, /dev/kvm, the probe.
+    func results(
+        for host: Host, offered: Set<String>, versions: String, refresh: Bool
+    ) async -> [Capabilities.Accelerator] {
+        let key = [host.uri, host.name, versions, offered.sorted().joined(separator: ","), Self.localFingerprint()]
+            .joined(separator: "|")
+        if !refresh {
+            if let cached = cache[key] { return cached }
+            if !host.isRemote, let stored = DiskCache.load(key: key) {
+                cache[key] = stored
+                return stored
+            }
+        }
         var results: [Capabilities.Accelerator] = []
         for (name, type) in [("kvm", "kvm"), ("tcg", "qemu")] {
             results.append(await probe(name: name, type: type, host: host, offered: offered.contains(type)))
         }
-        cache[host.uri] = results
+        cache[key] = results
+        if !host.isRemote { DiskCache.store(results, key: key) }
         return results
+    }
+
+    /// The kernel release, /dev/kvm's identity and mode, and the probe's own bytes.
+    private static func localFingerprint() -> String {
+        var name = utsname()
+        uname(&name)
+        let release = withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        var kvm = stat()
+        let kvmState = stat("/dev/kvm", &kvm) == 0 ? "\(kvm.st_mode)-\(kvm.st_uid)-\(kvm.st_gid)-\(kvm.st_rdev)" : "none"
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in ProbeImage.bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return "\(release)|\(kvmState)|\(String(hash, radix: 16))"
+    }
+
+    /// Probe results on disk: /var/cache/vmdriver when writable, else ~/.cache/vmdriver.
+    private enum DiskCache {
+        struct Entry: Codable {
+            var key: String
+            var written: Date
+            var accelerators: [Capabilities.Accelerator]
+        }
+
+        static var file: URL {
+            let system = URL(fileURLWithPath: "/var/cache/vmdriver")
+            if FileManager.default.isWritableFile(atPath: system.path)
+                || (try? FileManager.default.createDirectory(at: system, withIntermediateDirectories: true)) != nil
+            {
+                return system.appendingPathComponent("accelerators.json")
+            }
+            return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/vmdriver/accelerators.json")
+        }
+
+        static func load(key: String) -> [Capabilities.Accelerator]? {
+            guard let data = try? Data(contentsOf: file),
+                let entries = try? JSONDecoder().decode([Entry].self, from: data),
+                let entry = entries.first(where: { $0.key == key }),
+                Date().timeIntervalSince(entry.written) < 24 * 3600
+            else { return nil }
+            return entry.accelerators
+        }
+
+        static func store(_ accelerators: [Capabilities.Accelerator], key: String) {
+            let old = (try? Data(contentsOf: file)).flatMap { try? JSONDecoder().decode([Entry].self, from: $0) } ?? []
+            let entries = old.filter { $0.key != key }.suffix(15) + [Entry(key: key, written: Date(), accelerators: accelerators)]
+            try? FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+            if let data = try? JSONEncoder().encode(Array(entries)) { try? data.write(to: file, options: .atomic) }
+        }
     }
 
     private func probe(name: String, type: String, host: Host, offered: Bool) async -> Capabilities.Accelerator {
@@ -45,25 +105,45 @@ actor AcceleratorProbe {
             result.runsLinuxGuests = .unavailable("the probe guest did not start")
             return result
         }
-        let seconds = String(format: "%.1f s", outcome.seconds)
-        result.runsGuests = outcome.lines.contains("VMDRIVER-PROBE-START")
+        result.runsGuests = outcome.firstSeen["VMDRIVER-PROBE-START"] != nil
             ? .available("the probe guest ran real-mode code")
-            : .unavailable("the probe guest printed nothing within \(seconds)")
-        if outcome.lines.contains("VMDRIVER-LONGMODE-OK") {
-            result.runsLinuxGuests = .available("the probe guest reached 64-bit long mode")
-        } else {
-            let reached = outcome.lines.contains("VMDRIVER-PROTECTED-OK")
-                ? "protected mode but not long mode" : outcome.lines.contains("VMDRIVER-PROBE-START")
-                ? "real mode only" : "nothing"
-            result.runsLinuxGuests = .unavailable(
-                "the probe guest reached \(reached) within \(seconds): a Linux guest would hang here; use domain type 'qemu' (TCG)")
-        }
+            : .unavailable("the probe guest printed nothing within \(Self.format(outcome.seconds))")
+        result.runsLinuxGuests = Self.linuxVerdict(outcome)
         return result
     }
 
+    /// A Linux guest needs long mode, `lock cmpxchg16b` (the kernel's allocator uses it) and
+    /// ordinary speed: the probe's fixed workload takes milliseconds under TCG. Some /dev/kvm
+    /// implementations emulate every instruction in software (hundreds of times slower than
+    /// TCG) and fail on cmpxchg16b: Linux boots for minutes there, then stops.
+    static func linuxVerdict(_ outcome: ProbeOutcome) -> Capabilities.Support {
+        let steps = ["VMDRIVER-PROBE-START", "VMDRIVER-LONGMODE-OK", "VMDRIVER-CMPXCHG16B-OK", "VMDRIVER-PROBE-DONE"]
+        let reached = steps.last { outcome.firstSeen[$0] != nil }
+        let advice = "; Linux guests need domain type 'qemu' (TCG) here"
+        if let longMode = outcome.firstSeen["VMDRIVER-LONGMODE-OK"], let done = outcome.firstSeen["VMDRIVER-PROBE-DONE"] {
+            let workload = done - longMode
+            guard workload < 1 else {
+                return .unavailable(
+                    "the probe's fixed workload took \(Self.format(workload)) in long mode (milliseconds under TCG): "
+                        + "this accelerator emulates instructions in software" + advice)
+            }
+            return .available("the probe guest reached long mode, ran lock cmpxchg16b and its workload in \(Self.format(workload))")
+        }
+        let last = reached.map { "after \($0)" } ?? "before printing anything"
+        if outcome.pausedByError {
+            return .unavailable("the probe guest stopped with an emulation error \(last)" + advice)
+        }
+        return .unavailable("the probe guest stalled \(last) for \(Self.format(outcome.seconds))" + advice)
+    }
+
+    static func format(_ seconds: Double) -> String { String(format: "%.2f s", seconds) }
+
     struct ProbeOutcome: Sendable {
-        var lines: Set<String>
+        /// Each probe line, with the time (seconds after QEMU started) it was first seen.
+        var firstSeen: [String: Double]
         var seconds: Double
+        /// QEMU stopped the vCPU on an error it could not handle (KVM emulation failure).
+        var pausedByError: Bool
     }
 
     /// Boots the probe as a transient, auto-destroyed guest and reads its serial log until it
@@ -104,17 +184,24 @@ actor AcceleratorProbe {
         // The clock starts once QEMU runs: starting it can take seconds on a busy host, while the
         // probe itself needs milliseconds (TCG included).
         let started = Date()
-        var lines: Set<String> = []
-        let deadline = started.addingTimeInterval(5)
+        var firstSeen: [String: Double] = [:]
+        var paused = false
+        let deadline = started.addingTimeInterval(8)
         while Date() < deadline {
+            let now = Date().timeIntervalSince(started)
             if let data = fileManager.contents(atPath: serial.path) {
-                lines = Set(
-                    String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline)
-                        .map { $0.trimmingCharacters(in: .whitespaces) })
-                if lines.contains("VMDRIVER-LONGMODE-OK") { break }
+                for line in String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline) {
+                    let text = line.trimmingCharacters(in: .whitespaces)
+                    if text.hasPrefix("VMDRIVER-"), firstSeen[text] == nil { firstSeen[text] = now }
+                }
+                if firstSeen["VMDRIVER-PROBE-DONE"] != nil { break }
             }
-            Thread.sleep(forTimeInterval: 0.05)
+            if (try? domain.state().state) == .paused {
+                paused = true
+                break
+            }
+            Thread.sleep(forTimeInterval: 0.02)
         }
-        return ProbeOutcome(lines: lines, seconds: Date().timeIntervalSince(started))
+        return ProbeOutcome(firstSeen: firstSeen, seconds: Date().timeIntervalSince(started), pausedByError: paused)
     }
 }

@@ -8,13 +8,81 @@ import FoundationXML
 /// libxml2's complaints on stderr instead of failing).
 final class XMLTree {
     let name: String
-    let attributes: [String: String]
+    var attributes: [String: String]
+    /// Attribute names in document order, so a rewrite keeps the document's look.
+    private(set) var attributeOrder: [String]
     private(set) var children: [XMLTree] = []
-    private(set) var text = ""
+    var text = ""
 
-    init(name: String, attributes: [String: String]) {
+    init(name: String, attributes: [String: String] = [:], order: [String]? = nil) {
         self.name = name
         self.attributes = attributes
+        self.attributeOrder = order ?? attributes.keys.sorted()
+    }
+
+    /// Sets (or, with nil, removes) an attribute.
+    func set(_ attribute: String, _ value: String?) {
+        attributes[attribute] = value
+        if value == nil {
+            attributeOrder.removeAll { $0 == attribute }
+        } else if !attributeOrder.contains(attribute) {
+            attributeOrder.append(attribute)
+        }
+    }
+
+    /// Appends a child element and returns it.
+    @discardableResult
+    func append(_ name: String, attributes: [(String, String)] = [], text: String = "") -> XMLTree {
+        let child = XMLTree(name: name, attributes: Dictionary(uniqueKeysWithValues: attributes), order: attributes.map(\.0))
+        child.text = text
+        children.append(child)
+        return child
+    }
+
+    /// Removes every child for which `predicate` holds.
+    func removeChildren(where predicate: (XMLTree) -> Bool) {
+        children.removeAll(where: predicate)
+    }
+
+    /// The document as text. Every attribute value and text is escaped here, so a value with
+    /// `<`, `&` or quotes can never change the document's structure.
+    func serialized() -> String {
+        var out = ""
+        write(to: &out, indent: 0)
+        return out
+    }
+
+    private func write(to out: inout String, indent: Int) {
+        let pad = String(repeating: "  ", count: indent)
+        out += pad + "<" + name
+        for key in attributeOrder {
+            if let value = attributes[key] { out += " \(key)='\(Self.escape(value, quote: true))'" }
+        }
+        let body = trimmedText
+        if children.isEmpty {
+            out += body.isEmpty ? "/>\n" : ">\(Self.escape(body, quote: false))</\(name)>\n"
+            return
+        }
+        out += ">\n"
+        if !body.isEmpty { out += pad + "  " + Self.escape(body, quote: false) + "\n" }
+        for child in children { child.write(to: &out, indent: indent + 1) }
+        out += pad + "</\(name)>\n"
+    }
+
+    static func escape(_ text: String, quote: Bool) -> String {
+        var out = ""
+        out.reserveCapacity(text.count)
+        for character in text {
+            switch character {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "'" where quote: out += "&apos;"
+            case "\"" where quote: out += "&quot;"
+            default: out.append(character)
+            }
+        }
+        return out
     }
 
     /// The first child named `name`.
@@ -77,6 +145,8 @@ final class XMLTree {
             _ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
             attributes: [String: String] = [:]
         ) {
+            // XMLParser hands attributes over as a dictionary: their order is lost, so sort
+            // them for a stable output.
             let element = XMLTree(name: name, attributes: attributes)
             if let parent = stack.last {
                 parent.children.append(element)
