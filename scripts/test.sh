@@ -45,4 +45,6 @@ fi
 log "building"
 swift build --build-tests "${build_flags[@]}"
 log "running tests"
-swift test --skip-build "$@"
+# One test at a time: the integration tests boot TCG guests on 2 cores, and a guest listed by
+# one test must not be a guest another test is booting.
+swift test --skip-build --no-parallel "$@"
