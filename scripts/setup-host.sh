@@ -49,7 +49,8 @@ if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
   chmod 0660 /dev/kvm
 fi
 
-running() { pgrep -x "$1" >/dev/null 2>&1 && [ -S "$2" ]; }
+# Running = a live (not zombie: PID 1 here reaps late) process and its socket.
+running() { ps -C "$1" -o stat= 2>/dev/null | grep -qv '^Z' && [ -S "$2" ]; }
 
 # Only start daemons of the root namespace: a testbed's daemons live in their own mount
 # namespaces and do not own the sockets under this /run.

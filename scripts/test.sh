@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 # Which daemons run before we start: those we start, we stop at the end.
-was_running() { pgrep -x "$1" >/dev/null 2>&1; }
+# A zombie is not running: PID 1 here reaps late, so a killed daemon lingers as one.
+alive() { ps -C "$1" -o stat= 2>/dev/null | grep -qv '^Z'; }
+was_running() { alive "$1"; }
 started=()
 was_running virtlogd || started+=(virtlogd)
 was_running libvirtd || started+=(libvirtd)
@@ -23,8 +25,7 @@ cleanup() {
       log "stopping $daemon (this script started it)"
       pkill -TERM -x "$daemon" || true
       for _ in $(seq 1 50); do
-        # PID 1 here reaps slowly: a zombie counts as gone.
-        pgrep -x "$daemon" -r R,S,D >/dev/null 2>&1 || break
+        alive "$daemon" || break
         sleep 0.1
       done
     fi
