@@ -108,7 +108,9 @@ extension Host {
 /// The checks behind `Host.capabilities()`.
 struct CapabilityProbe {
     let host: Host
-    let refresh: Bool
+    var refresh = false
+    /// Operations that only need to know about disks or migration skip the accelerator probe.
+    var probeAccelerators = true
 
     func run() async throws(VMDriverError) -> Capabilities {
         let host = self.host
@@ -125,7 +127,7 @@ struct CapabilityProbe {
         let hypervisorVersion = Version(parsing: facts.version)
 
         var accelerators: [Capabilities.Accelerator] = []
-        if isQEMU {
+        if isQEMU && probeAccelerators {
             accelerators = await AcceleratorProbe.shared.results(
                 for: host, offered: offered, versions: "\(facts.version)|\(facts.libvirt)", refresh: refresh)
         }

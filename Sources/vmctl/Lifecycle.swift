@@ -90,19 +90,7 @@ struct Shutdown: AsyncParsableCommand {
             let host = try await root.connection.host()
             let vm = try await host.open(target.vm)
             let job = try await vm.shutdown(timeout: .milliseconds(Int64(timeout * 1000)), force: force)
-            let bar = ProgressBar()
-            let watcher = Task {
-                for await progress in job.progress { bar.draw(progress) }
-            }
-            let outcome: Swift.Result<VMState, VMDriverError>
-            do throws(VMDriverError) {
-                outcome = .success(try await job.wait())
-            } catch {
-                outcome = .failure(error)
-            }
-            watcher.cancel()
-            bar.finish()
-            let state = try outcome.get()
+            let state = try await ProgressBar.follow(job)
             let seconds = Date().timeIntervalSince(job.startTime)
             if output.json {
                 print(Render.json(Result(vm: vm.name, state: state, seconds: seconds)))

@@ -41,8 +41,35 @@ enum Render {
     }
 }
 
+extension Render {
+    static func snapshot(_ info: SnapshotInfo) -> String {
+        var lines = ["\(info.name)  \(info.creationTime.map { ISO8601DateFormatter().string(from: $0) } ?? "-")  \(info.vmState ?? "")"]
+        for disk in info.disks {
+            lines.append("  \(disk.target): frozen \(disk.frozenImage ?? "?"), then \(disk.overlay)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
 /// Draws a job's progress on stderr when it is a terminal; silent otherwise.
 struct ProgressBar {
+    /// Waits for `job`, drawing its progress meanwhile.
+    static func follow<T: Sendable>(_ job: Job<T>) async throws(VMDriverError) -> T {
+        let bar = ProgressBar()
+        let watcher = Task {
+            for await progress in job.progress { bar.draw(progress) }
+        }
+        let outcome: Swift.Result<T, VMDriverError>
+        do throws(VMDriverError) {
+            outcome = .success(try await job.wait())
+        } catch {
+            outcome = .failure(error)
+        }
+        watcher.cancel()
+        bar.finish()
+        return try outcome.get()
+    }
+
     let enabled = isatty(STDERR_FILENO) == 1
 
     func draw(_ progress: JobProgress) {
@@ -51,7 +78,15 @@ struct ProgressBar {
         let filled = Int(((progress.percent ?? 0) / 100 * Double(width)).rounded()).clamped(0, width)
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
         let percent = progress.percent.map { String(format: "%3.0f%%", $0) } ?? "  ? "
-        FileHandle.standardError.write(Data("\r\u{1B}[K[\(bar)] \(percent) \(progress.phase)".utf8))
+        let bytes = progress.bytesProcessed.map { done in
+            " " + Self.size(done) + (progress.bytesTotal.map { " of " + Self.size($0) } ?? "")
+        } ?? ""
+        FileHandle.standardError.write(Data("\r\u{1B}[K[\(bar)] \(percent)\(bytes) \(progress.phase)".utf8))
+    }
+
+    static func size(_ bytes: UInt64) -> String {
+        bytes >= 1 << 30 ? String(format: "%.2f GiB", Double(bytes) / 1_073_741_824)
+            : String(format: "%.1f MiB", Double(bytes) / 1_048_576)
     }
 
     func finish() {

@@ -1,0 +1,376 @@
+import Foundation
+import Libvirt
+
+/// VIX_CLONETYPE_FULL / VIX_CLONETYPE_LINKED.
+public typealias CloneType = Capabilities.CloneType
+
+extension VirtualMachine {
+    /// Clones the VM (VixVM_Clone) and returns a job whose result is the new VM, registered and
+    /// shut off.
+    ///
+    /// - `linked`: each disk becomes a qcow2 overlay on a frozen image of the source: the
+    ///   snapshot's, or — without one — an image frozen now by an external disk-only snapshot of
+    ///   the source (the source, running or not, goes on writing to a new overlay of its own).
+    ///   Takes milliseconds whatever the disk size.
+    /// - `full`: each disk is copied into an independent image (reflink or sparse copy, or
+    ///   `qemu-img convert` to flatten a chain). A running source is frozen for the copy and its
+    ///   overlay merged back afterwards (active block commit): it never stops.
+    ///
+    /// - Parameters:
+    ///   - snapshot: clone the VM as it was at this snapshot (see `createSnapshot`).
+    ///   - destination: the directory for the clone's disks, or a path ending in `.xml` where
+    ///     the clone's domain XML is written too (its disks beside it). Default: beside the
+    ///     source's first disk.
+    /// - Throws: before the job starts: code 4 for a bad or taken name, an existing target file
+    ///   or an unknown snapshot; code 5 for a linked clone of a VM suspended to disk; code 1 when
+    ///   the host cannot make this clone. The job ends with code 2 (or cancellation) after
+    ///   removing every file and definition it made.
+    public func clone(
+        name: String, type: CloneType = .full, snapshot: String? = nil, destination: String? = nil
+    ) async throws(VMDriverError) -> Job<VirtualMachine> {
+        let plan = try await ClonePlan.make(source: self, name: name, type: type, snapshot: snapshot, destination: destination)
+        let handle = Subprocess.Handle()
+        return Job(
+            kind: .clone, subject: "clone '\(name)' of \(label)",
+            describe: { [self] in (try? await "\(label) is \(state())") ?? "" },
+            onCancel: { handle.terminate() }
+        ) { context throws(VMDriverError) in
+            try await plan.execute(context: context, handle: handle)
+        }
+    }
+}
+
+/// Everything a clone needs, checked before the job starts.
+struct ClonePlan: Sendable {
+    struct Disk: Sendable {
+        var source: DiskLayout.Disk
+        var target: String
+        var format: String
+    }
+
+    let source: VirtualMachine
+    let name: String
+    let type: CloneType
+    let snapshot: String?
+    let directory: String
+    let xmlFile: String?
+    let disks: [Disk]
+    let nvram: (source: String, target: String)?
+    /// For a clone from a snapshot: the images it froze, per target.
+    let snapshotBases: [String: VMDetails.BackingImage]
+    let sourceState: VMState
+
+    static let locks = KeyedLock<UUID>()
+
+    static func make(
+        source: VirtualMachine, name: String, type: CloneType, snapshot: String?, destination: String?
+    ) async throws(VMDriverError) -> ClonePlan {
+        try CloneDefinition.validate(name: name)
+        let host = source.host
+        let caps = try await CapabilityProbe(host: host, probeAccelerators: false).run()
+        try (caps.cloneTypes[type] ?? .unavailable("unknown clone type")).require("a \(type.rawValue) clone", on: host.name)
+        if host.isRemote {
+            throw VMDriverError(
+                .notSupported,
+                "cloning a VM on remote host '\(host.name)' is not supported yet: run VMDriver on that host (qemu:///system)")
+        }
+        let label = source.label
+        return try await host.blocking("cannot clone \(label)") { [domain = source.domain] connection in
+            if (try? connection.lookupDomain(name: name)) != nil {
+                throw VMDriverError(.invalidParameter, "a VM named '\(name)' already exists on \(host.label): choose another name")
+            }
+            let state = try VirtualMachine.state(of: domain)
+            if type == .linked && state == .suspendedToDisk {
+                throw VMDriverError(
+                    .invalidState,
+                    "\(label) is suspended to disk: a linked clone would lose its saved memory state (VIX 3007 VM_IS_RUNNING); start it or shut it down first")
+            }
+            let layout = try DiskLayout.read(domain: domain, host: host, label: label)
+            var bases: [String: VMDetails.BackingImage] = [:]
+            if let snapshot {
+                let info: SnapshotInfo
+                do {
+                    info = try VirtualMachine.snapshotInfo(try domain.lookupSnapshot(name: snapshot), host: host)
+                } catch let error as LibvirtError where error.code == .noDomainSnapshot {
+                    throw VMDriverError(.invalidParameter, "\(label) has no snapshot named '\(snapshot)'", cause: error)
+                }
+                for disk in layout.disks {
+                    guard let frozen = info.disks.first(where: { $0.target == disk.target }), let image = frozen.frozenImage else {
+                        throw VMDriverError(
+                            .notSupported,
+                            "snapshot '\(snapshot)' of \(label) has no external image for disk \(disk.target): only disk-only external snapshots (vmctl snapshot create) can be cloned")
+                    }
+                    bases[disk.target] = VMDetails.BackingImage(path: image, format: frozen.frozenFormat ?? "qcow2")
+                }
+            }
+            // Where the clone goes.
+            var directory = (layout.disks.first?.path as NSString?)?.deletingLastPathComponent ?? "/var/lib/libvirt/images"
+            var xmlFile: String?
+            if let destination {
+                if destination.hasSuffix(".xml") {
+                    xmlFile = destination
+                    directory = (destination as NSString).deletingLastPathComponent
+                } else {
+                    directory = destination
+                }
+            }
+            directory = (directory as NSString).standardizingPath
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
+                guard isDirectory.boolValue else {
+                    throw VMDriverError(.invalidParameter, "clone destination \(directory) is not a directory")
+                }
+            }
+            let disks = layout.disks.map { disk -> Disk in
+                let format = type == .linked ? "qcow2" : disk.format
+                let suffix = format == "qcow2" ? "qcow2" : "img"
+                return Disk(source: disk, target: "\(directory)/\(name)-\(disk.target).\(suffix)", format: format)
+            }
+            let nvram = layout.nvram.map { ($0, "\(directory)/\(name)_VARS.fd") }
+            let targets = disks.map(\.target) + [xmlFile, nvram?.1].compactMap { $0 }
+            if let taken = targets.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+                throw VMDriverError(.invalidParameter, "cannot clone \(label) as '\(name)': \(taken) already exists (nothing was overwritten)")
+            }
+            if Set(targets).count != targets.count {
+                throw VMDriverError(.invalidParameter, "cannot clone \(label): two of its disks would get the same file name")
+            }
+            return ClonePlan(
+                source: source, name: name, type: type, snapshot: snapshot, directory: directory, xmlFile: xmlFile,
+                disks: disks, nvram: nvram, snapshotBases: bases, sourceState: state)
+        }
+    }
+
+    /// Runs the clone. On failure or cancellation, removes what it made.
+    func execute(context: JobContext, handle: Subprocess.Handle) async throws(VMDriverError) -> VirtualMachine {
+        let host = source.host
+        let label = source.label
+        let created = CreatedFiles()
+        do throws(VMDriverError) {
+            if !FileManager.default.fileExists(atPath: directory) {
+                do {
+                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                    created.add(directory)
+                } catch {
+                    throw VMDriverError(.invalidParameter, "cannot create clone destination \(directory): \(error.localizedDescription)")
+                }
+            }
+            var lineage: CloneDefinition.Lineage?
+            switch type {
+            case .linked:
+                context.report(JobProgress(phase: "freezing the source's disks", percent: 0))
+                let bases = try await linkedBases()
+                try Task.checkCancellation(or: "clone '\(name)' of \(label)")
+                context.report(JobProgress(phase: "creating overlays", percent: 50))
+                for disk in disks {
+                    guard let base = bases[disk.source.target] else { continue }
+                    try await host.blocking("cannot create the overlay for \(disk.source.target)") { _ in
+                        created.add(disk.target)
+                        try LocalImages.createOverlay(disk.target, base: base.path, baseFormat: base.format ?? "qcow2")
+                    }
+                }
+                lineage = CloneDefinition.Lineage(
+                    parentUUID: source.uuid, parentName: source.name, type: "linked", snapshot: snapshot,
+                    bases: disks.compactMap { bases[$0.source.target]?.path })
+            case .full:
+                try await copyDisks(context: context, handle: handle, created: created)
+            }
+            try Task.checkCancellation(or: "clone '\(name)' of \(label)")
+            if let nvram {
+                try await host.blocking("cannot copy the NVRAM of \(label)") { _ in
+                    created.add(nvram.target)
+                    try FileManager.default.copyItem(atPath: nvram.source, toPath: nvram.target)
+                }
+            }
+            context.report(JobProgress(phase: "registering the clone", percent: 95))
+            let vm = try await define(lineage: lineage, created: created)
+            context.report(JobProgress(phase: "done", percent: 100))
+            return vm
+        } catch {
+            let undone = await rollback(created)
+            let what = Task.isCancelled || handle.wasTerminated ? "was cancelled" : "failed"
+            throw VMDriverError(
+                Task.isCancelled ? .failed : (error.code == .completed ? .failed : error.code),
+                "clone '\(name)' of \(label) \(what): \(error.message); \(undone)", cause: error)
+        }
+    }
+
+    /// The frozen images the overlays rest on: the snapshot's, or frozen now.
+    private func linkedBases() async throws(VMDriverError) -> [String: VMDetails.BackingImage] {
+        if snapshot != nil { return snapshotBases }
+        let source = self.source
+        let name = self.name
+        // One freeze at a time per source; a shut-off source whose overlays are still empty
+        // already rests on frozen images, so concurrent clones share one base.
+        return try await Self.locks.withLock(source.uuid) { () async throws(VMDriverError) in
+            try await source.host.blocking("cannot freeze the disks of \(source.label)") { [domain = source.domain] _ in
+                try VirtualMachine.requireSnapshottable(domain: domain, label: source.label)
+                let layout = try DiskLayout.read(domain: domain, host: source.host, label: source.label)
+                let state = try VirtualMachine.state(of: domain)
+                let reusable =
+                    !state.isActive && !layout.disks.isEmpty
+                    && layout.disks.allSatisfy { $0.format == "qcow2" && !$0.chain.isEmpty && LocalImages.overlayIsEmpty($0.path) }
+                if reusable {
+                    return Dictionary(uniqueKeysWithValues: layout.disks.map { ($0.target, $0.chain[0]) })
+                }
+                let frozen = try VirtualMachine.freeze(
+                    domain: domain, layout: layout, vmName: source.name, snapshot: "clone-\(Self.fileSafe(name))-\(Self.stamp())",
+                    keepMetadata: true)
+                return frozen.mapValues { VMDetails.BackingImage(path: $0.frozen.path, format: $0.frozen.format) }
+            }
+        }
+    }
+
+    /// Full copies. A running source is frozen for the copy, then its overlay is merged back.
+    private func copyDisks(context: JobContext, handle: Subprocess.Handle, created: CreatedFiles) async throws(VMDriverError) {
+        let host = source.host
+        let label = source.label
+        var sources: [String: VMDetails.BackingImage] = [:]
+        var temporary: [String: (frozen: DiskLayout.Disk, overlay: String)] = [:]
+        if snapshot != nil {
+            sources = snapshotBases
+        } else if sourceState.isActive {
+            context.report(JobProgress(phase: "freezing the running source's disks", percent: 0))
+            let plan = self
+            temporary = try await Self.locks.withLock(source.uuid) { () async throws(VMDriverError) in
+                try await host.blocking("cannot freeze the disks of \(label)") { [domain = plan.source.domain] _ in
+                    let layout = try DiskLayout.read(domain: domain, host: host, label: label)
+                    return try VirtualMachine.freeze(
+                        domain: domain, layout: layout, vmName: plan.source.name,
+                        snapshot: "vmdriver-copy-\(Self.stamp())-\(UUID().uuidString.prefix(6).lowercased())", keepMetadata: false)
+                }
+            }
+            sources = temporary.mapValues { VMDetails.BackingImage(path: $0.frozen.path, format: $0.frozen.format) }
+        } else {
+            sources = Dictionary(uniqueKeysWithValues: disks.map { ($0.source.target, VMDetails.BackingImage(path: $0.source.path, format: $0.source.format)) })
+        }
+        var copyError: VMDriverError?
+        do throws(VMDriverError) {
+            var plans: [DiskCopier.Plan] = []
+            for disk in disks {
+                guard let image = sources[disk.source.target] else { continue }
+                let chain = ImageInspector.inspect(path: image.path, connection: source.domain.connection, isRemote: false).chain ?? []
+                let bytes = ([image.path] + chain.map(\.path)).reduce(UInt64(0)) { $0 + DiskCopier.allocatedBytes($1) }
+                plans.append(
+                    DiskCopier.Plan(source: image.path, target: disk.target, format: disk.format, flatten: !chain.isEmpty, bytes: bytes))
+            }
+            let total = plans.reduce(UInt64(0)) { $0 + $1.bytes }
+            var done: UInt64 = 0
+            for plan in plans {
+                try Task.checkCancellation(or: "clone '\(name)' of \(label)")
+                let before = done
+                try await host.blocking("cannot copy \(plan.source)") { _ in
+                    created.add(plan.target)
+                    try DiskCopier.copy(plan, handle: handle) { bytes in
+                        let processed = before + bytes
+                        context.report(
+                            JobProgress(
+                                phase: "copying \((plan.source as NSString).lastPathComponent)",
+                                percent: total > 0 ? 90 * Double(processed) / Double(total) : nil,
+                                bytesProcessed: processed, bytesRemaining: total - min(total, processed), bytesTotal: total))
+                    }
+                }
+                done += plan.bytes
+            }
+        } catch {
+            copyError = error
+        }
+        if !temporary.isEmpty {
+            context.report(JobProgress(phase: "merging the source's writes back (block commit)", percent: 92))
+            // Runs whether the copy worked or not: the source must end on its own disks again.
+            try await Self.commitBack(temporary, source: source)
+        }
+        if let copyError { throw copyError }
+    }
+
+    /// Merges each temporary overlay back into the image below it and removes the overlay.
+    static func commitBack(_ frozen: [String: (frozen: DiskLayout.Disk, overlay: String)], source: VirtualMachine) async throws(VMDriverError) {
+        for (target, entry) in frozen.sorted(by: { $0.key < $1.key }) {
+            try await source.host.blocking("cannot merge \(entry.overlay) back into \(entry.frozen.path) for \(source.label)") {
+                [domain = source.domain] _ in
+                // SHALLOW: into the overlay's own backing image, never deeper (deeper images may be
+                // shared with linked clones).
+                try domain.blockCommit(disk: target, flags: [.active, .shallow])
+                let deadline = Date().addingTimeInterval(600)
+                while try domain.blockJobInfo(disk: target)?.isReady == false {
+                    guard Date() < deadline else {
+                        try? domain.blockJobAbort(disk: target)
+                        throw VMDriverError(.timeout, "merging \(entry.overlay) back took more than 10 minutes; the source still runs on it")
+                    }
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
+                try domain.blockJobAbort(disk: target, flags: [.pivot])
+                while try domain.blockJobInfo(disk: target) != nil { Thread.sleep(forTimeInterval: 0.05) }
+                try? FileManager.default.removeItem(atPath: entry.overlay)
+            }
+        }
+    }
+
+    private func define(lineage: CloneDefinition.Lineage?, created: CreatedFiles) async throws(VMDriverError) -> VirtualMachine {
+        let host = source.host
+        let plan = self
+        return try await host.blocking("cannot register clone '\(name)'") { [domain = source.domain] connection in
+            let definition = try CloneDefinition(sourceXML: try domain.xmlDescription([.inactive, .secure]))
+            let xml = definition.rewritten(
+                name: plan.name,
+                disks: Dictionary(uniqueKeysWithValues: plan.disks.map { ($0.source.target, (path: $0.target, format: $0.format)) }),
+                logDirectory: plan.directory, nvram: plan.nvram?.target, lineage: lineage)
+            let clone = try connection.defineDomain(xml: xml)
+            created.define(clone)
+            if let file = plan.xmlFile {
+                created.add(file)
+                try clone.xmlDescription([.inactive]).write(toFile: file, atomically: true, encoding: .utf8)
+            }
+            return VirtualMachine(host: host, domain: clone, name: plan.name, uuid: try clone.uuid(), origin: .defined)
+        }
+    }
+
+    /// Removes what a failed clone made, newest first; says what it did.
+    private func rollback(_ created: CreatedFiles) async -> String {
+        let (files, domain) = created.take()
+        var failures: [String] = []
+        if let domain {
+            do { try domain.undefine([.nvram]) } catch { failures.append("the definition of '\(name)' (\(error.message))") }
+        }
+        for file in files.reversed() {
+            do {
+                if FileManager.default.fileExists(atPath: file) { try FileManager.default.removeItem(atPath: file) }
+            } catch {
+                failures.append(file)
+            }
+        }
+        return failures.isEmpty
+            ? "everything it made was removed; the source is untouched"
+            : "could not remove: \(failures.joined(separator: ", "))"
+    }
+
+    static func stamp() -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date())
+    }
+
+    /// A clone name as it may appear inside a snapshot name and file name.
+    static func fileSafe(_ name: String) -> String {
+        String(name.unicodeScalars.map { CharacterSet.alphanumerics.contains($0) || "-_".unicodeScalars.contains($0) ? Character($0) : "_" })
+    }
+}
+
+/// What a clone has made so far, for rollback. Shared with pool threads, so locked.
+final class CreatedFiles: @unchecked Sendable {
+    // Guarded by `lock`.
+    private let lock = NSLock()
+    private var files: [String] = []
+    private var domain: Domain?
+
+    func add(_ path: String) { lock.withLock { files.append(path) } }
+    func define(_ domain: Domain) { lock.withLock { self.domain = domain } }
+    func take() -> ([String], Domain?) { lock.withLock { (files, domain) } }
+}
+
+extension Task where Success == Never, Failure == Never {
+    /// Throws a code 2 error naming `what` if the current task was cancelled.
+    static func checkCancellation(or what: String) throws(VMDriverError) {
+        if Task.isCancelled { throw VMDriverError(.failed, "\(what) was cancelled") }
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import Libvirt
+
+extension VirtualMachine {
+    /// The linked clones that still rest on this VM's frozen images (made by VMDriver; a
+    /// promoted clone no longer counts).
+    public func linkedClones() async throws(VMDriverError) -> [String] {
+        let host = self.host
+        let uuid = self.uuid
+        return try await host.blocking("cannot list the linked clones of \(label)") { connection in
+            try Self.dependents(of: uuid, connection: connection, host: host).map(\.name).sorted()
+        }
+    }
+
+    /// VMs whose VMDriver clone record names `parent` and whose disk chains still contain one of
+    /// the recorded frozen images. Blocking.
+    static func dependents(of parent: UUID, connection: Connection, host: Host) throws -> [(name: String, domain: Domain)] {
+        try connection.listAllDomains().compactMap { domain in
+            guard let lineage = CloneDefinition.lineage(in: try domain.xmlDescription([.inactive])),
+                lineage.parentUUID == parent, try domain.uuid() != parent
+            else { return nil }
+            let name = try domain.name()
+            let layout = try? DiskLayout.read(domain: domain, host: host, label: "VM '\(name)'")
+            let chained = Set(layout?.disks.flatMap { $0.chain.map(\.path) } ?? [])
+            return lineage.bases.contains(where: chained.contains) ? (name, domain) : nil
+        }
+    }
+
+    /// Removes the VM from the host (undefine), with its disk images when `withStorage`.
+    /// Images another VM's disk chain uses are never deleted.
+    /// - Throws: code 5 if the VM is running, or if linked clones rest on its images (naming
+    ///   them) unless `force`. Calls `virDomainUndefineFlags`.
+    public func delete(withStorage: Bool = false, force: Bool = false) async throws(VMDriverError) -> [String] {
+        let host = self.host
+        let label = self.label
+        let uuid = self.uuid
+        return try await host.blocking("cannot delete \(label)") { [domain] connection in
+            let state = try Self.state(of: domain)
+            if state.isActive {
+                throw VMDriverError(.invalidState, "cannot delete \(label): it is \(state); shut it down or destroy it first")
+            }
+            let clones = try Self.dependents(of: uuid, connection: connection, host: host).map(\.name).sorted()
+            if !clones.isEmpty && !force {
+                throw VMDriverError(
+                    .invalidState,
+                    "cannot delete \(label): linked clones rest on its disks (\(clones.joined(separator: ", "))); "
+                        + "promote them first (vmctl promote NAME), or pass --force to break them")
+            }
+            var removable: [String] = []
+            if withStorage {
+                let layout = try DiskLayout.read(domain: domain, host: host, label: label)
+                var usedElsewhere: Set<String> = []
+                for other in try connection.listAllDomains() where try other.uuid() != uuid {
+                    let name = (try? other.name()) ?? "?"
+                    if let otherLayout = try? DiskLayout.read(domain: other, host: host, label: "VM '\(name)'") {
+                        for disk in otherLayout.disks { usedElsewhere.formUnion([disk.path] + disk.chain.map(\.path)) }
+                        usedElsewhere.formUnion(otherLayout.shared)
+                    }
+                }
+                // Frozen images live on in clones (with --force) and shared bases in other VMs.
+                removable = layout.disks.flatMap { [$0.path] + $0.chain.map(\.path) }.filter { !usedElsewhere.contains($0) }
+                if let nvram = layout.nvram { removable.append(nvram) }
+            }
+            try domain.undefine([.managedSave, .snapshotsMetadata, withStorage ? .nvram : .keepNVRAM])
+            var removed: [String] = []
+            for file in removable where FileManager.default.fileExists(atPath: file) {
+                try FileManager.default.removeItem(atPath: file)
+                removed.append(file)
+            }
+            return removed
+        }
+    }
+
+    /// Turns a linked clone into a standalone VM: each disk's backing data is copied into its
+    /// overlay (a block pull while it runs, `qemu-img rebase` while it is off), then its clone
+    /// record is dropped, so its parent may be deleted.
+    /// - Throws: code 4 if the VM's disks have no backing images. Calls `virDomainBlockPull`.
+    public func promote() async throws(VMDriverError) -> Job<VirtualMachine> {
+        let host = self.host
+        let label = self.label
+        let layout = try await host.blocking("cannot promote \(label)") { [domain] _ in
+            try DiskLayout.read(domain: domain, host: host, label: label)
+        }
+        let chained = layout.disks.filter { !$0.chain.isEmpty }
+        guard !chained.isEmpty else {
+            throw VMDriverError(.invalidParameter, "\(label) is not a linked clone: its disks have no backing images")
+        }
+        return Job(kind: .clone, subject: "promotion of \(label)", describe: { [self] in (try? await "\(label) is \(state())") ?? "" }) {
+            [self, domain] context throws(VMDriverError) -> VirtualMachine in
+            for (index, disk) in chained.enumerated() {
+                context.report(
+                    JobProgress(phase: "copying backing data into \(disk.target)", percent: 100 * Double(index) / Double(chained.count)))
+                try await host.blocking("cannot promote disk \(disk.target) of \(label)") { _ in
+                    if try domain.isActive() {
+                        try domain.blockPull(disk: disk.target)
+                        while try domain.blockJobInfo(disk: disk.target) != nil { Thread.sleep(forTimeInterval: 0.05) }
+                    } else {
+                        try LocalImages.flattenInPlace(disk.path, format: disk.format)
+                    }
+                }
+            }
+            try await host.blocking("cannot update the definition of \(label)") { connection in
+                let root = try XMLTree.parse(try domain.xmlDescription([.inactive, .secure]))
+                root.child("metadata")?.removeChildren { $0.name.hasSuffix(":clone") }
+                _ = try connection.defineDomain(xml: root.serialized())
+            }
+            context.report(JobProgress(phase: "done", percent: 100))
+            return self
+        }
+    }
+}

@@ -1,0 +1,186 @@
+import ArgumentParser
+import Foundation
+import VMDriver
+
+struct Clone: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Clone a VM: a full copy, or a linked clone on a frozen image of it.",
+        discussion: """
+            A linked clone's disks are qcow2 overlays on the source's frozen images: without --snapshot
+            the source is snapshotted first (it goes on writing to a new overlay). A full clone copies
+            every disk; a running source never stops.
+            """)
+
+    @ParentCommand var root: VMCtl
+    @OptionGroup var output: OutputOptions
+
+    @Argument(help: ArgumentHelp("The VM to clone (name or UUID).", valueName: "source"))
+    var source: String
+
+    @Argument(help: ArgumentHelp("The clone's name.", valueName: "new-name"))
+    var name: String
+
+    @Flag(help: "A full (independent) clone, the default, or a linked one.")
+    var type: CloneType = .full
+
+    @Option(help: ArgumentHelp("Clone the VM as it was at this snapshot.", valueName: "name"))
+    var snapshot: String?
+
+    @Option(help: ArgumentHelp("Directory for the clone's disks, or a path ending in .xml for its domain XML too.", valueName: "path"))
+    var dest: String?
+
+    @Flag(help: "Start the clone once it is made.")
+    var start = false
+
+    struct Result: Encodable {
+        var clone: VMDetails
+        var type: CloneType
+        var seconds: Double
+    }
+
+    func run() async throws {
+        try await reporting { () async throws(VMDriverError) in
+            let host = try await root.connection.host()
+            let vm = try await host.open(source)
+            let job = try await vm.clone(name: name, type: type, snapshot: snapshot, destination: dest)
+            let clone = try await ProgressBar.follow(job)
+            if start { try await clone.start() }
+            let details = try await clone.details()
+            let seconds = Date().timeIntervalSince(job.startTime)
+            if output.json {
+                print(Render.json(Result(clone: details, type: type, seconds: seconds)))
+            } else {
+                print("Made \(type.rawValue) clone '\(details.name)' of '\(vm.name)' in \(String(format: "%.2f", seconds)) s.")
+                print(Render.details(details))
+            }
+            try await host.close()
+        }
+    }
+}
+
+extension CloneType: EnumerableFlag {
+    public static func name(for value: CloneType) -> NameSpecification { .customLong(value.rawValue) }
+}
+
+struct Promote: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Turn a linked clone into a standalone VM (its parent may then be deleted).")
+
+    @ParentCommand var root: VMCtl
+    @OptionGroup var target: VMArgument
+
+    func run() async throws {
+        try await reporting { () async throws(VMDriverError) in
+            let host = try await root.connection.host()
+            let vm = try await host.open(target.vm)
+            _ = try await ProgressBar.follow(try await vm.promote())
+            print("VM '\(vm.name)' is standalone now.")
+            try await host.close()
+        }
+    }
+}
+
+struct Clones: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the linked clones that rest on a VM's disks.")
+
+    @ParentCommand var root: VMCtl
+    @OptionGroup var target: VMArgument
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        try await reporting { () async throws(VMDriverError) in
+            let host = try await root.connection.host()
+            let clones = try await host.open(target.vm).linkedClones()
+            if output.json {
+                print(Render.json(clones))
+            } else {
+                clones.forEach { print($0) }
+            }
+            try await host.close()
+        }
+    }
+}
+
+struct Delete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove a VM from the host.",
+        discussion: "Refused (exit 5) while linked clones rest on its disks, unless --force; images other VMs use are never deleted.")
+
+    @ParentCommand var root: VMCtl
+    @OptionGroup var target: VMArgument
+
+    @Flag(help: "Delete its disk images and NVRAM too.")
+    var withStorage = false
+
+    @Flag(help: "Delete it even though linked clones rest on its disks (their images are kept).")
+    var force = false
+
+    func run() async throws {
+        try await reporting { () async throws(VMDriverError) in
+            let host = try await root.connection.host()
+            let vm = try await host.open(target.vm)
+            let removed = try await vm.delete(withStorage: withStorage, force: force)
+            print("Deleted VM '\(vm.name)'.")
+            for file in removed { print("  removed \(file)") }
+            try await host.close()
+        }
+    }
+}
+
+struct Snapshot: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Disk-only snapshots, the frozen images linked clones rest on.",
+        subcommands: [Create.self, List.self, Delete.self])
+
+    @ParentCommand var root: VMCtl
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Freeze a VM's disks (it goes on writing to new overlays).")
+        @ParentCommand var parent: Snapshot
+        @OptionGroup var target: VMArgument
+        @Argument(help: "The snapshot's name.") var name: String
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            try await reporting { () async throws(VMDriverError) in
+                let host = try await parent.root.connection.host()
+                let info = try await host.open(target.vm).createSnapshot(name: name)
+                if output.json { print(Render.json(info)) } else { print(Render.snapshot(info)) }
+                try await host.close()
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List a VM's snapshots.")
+        @ParentCommand var parent: Snapshot
+        @OptionGroup var target: VMArgument
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            try await reporting { () async throws(VMDriverError) in
+                let host = try await parent.root.connection.host()
+                let list = try await host.open(target.vm).snapshots()
+                if output.json { print(Render.json(list)) } else { list.forEach { print(Render.snapshot($0)) } }
+                try await host.close()
+            }
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Forget a snapshot (its files stay: they are part of the VM's disk chain).")
+        @ParentCommand var parent: Snapshot
+        @OptionGroup var target: VMArgument
+        @Argument(help: "The snapshot's name.") var name: String
+
+        func run() async throws {
+            try await reporting { () async throws(VMDriverError) in
+                let host = try await parent.root.connection.host()
+                try await host.open(target.vm).deleteSnapshot(name: name)
+                print("Deleted snapshot '\(name)' of '\(target.vm)'.")
+                try await host.close()
+            }
+        }
+    }
+}
