@@ -155,6 +155,7 @@ struct ClonePlan: Sendable {
                 }
             }
             var lineage: CloneDefinition.Lineage?
+            var copied: UInt64?
             switch type {
             case .linked:
                 context.report(JobProgress(phase: "freezing the source's disks", percent: 0))
@@ -172,7 +173,7 @@ struct ClonePlan: Sendable {
                     parentUUID: source.uuid, parentName: source.name, type: "linked", snapshot: snapshot,
                     bases: disks.compactMap { bases[$0.source.target]?.path })
             case .full:
-                try await copyDisks(context: context, handle: handle, created: created)
+                copied = try await copyDisks(context: context, handle: handle, created: created)
             }
             try Task.checkCancellation(or: "clone '\(name)' of \(label)")
             if let nvram {
@@ -181,9 +182,11 @@ struct ClonePlan: Sendable {
                     try FileManager.default.copyItem(atPath: nvram.source, toPath: nvram.target)
                 }
             }
-            context.report(JobProgress(phase: "registering the clone", percent: 95))
+            context.report(
+                JobProgress(phase: "registering the clone", percent: 95, bytesProcessed: copied, bytesRemaining: copied.map { _ in 0 }, bytesTotal: copied))
             let vm = try await define(lineage: lineage, created: created)
-            context.report(JobProgress(phase: "done", percent: 100))
+            context.report(
+                JobProgress(phase: "done", percent: 100, bytesProcessed: copied, bytesRemaining: copied.map { _ in 0 }, bytesTotal: copied))
             return vm
         } catch {
             let undone = await rollback(created)
@@ -221,7 +224,8 @@ struct ClonePlan: Sendable {
     }
 
     /// Full copies. A running source is frozen for the copy, then its overlay is merged back.
-    private func copyDisks(context: JobContext, handle: Subprocess.Handle, created: CreatedFiles) async throws(VMDriverError) {
+    /// Returns the bytes copied.
+    private func copyDisks(context: JobContext, handle: Subprocess.Handle, created: CreatedFiles) async throws(VMDriverError) -> UInt64 {
         let host = source.host
         let label = source.label
         var sources: [String: VMDetails.BackingImage] = [:]
@@ -244,6 +248,7 @@ struct ClonePlan: Sendable {
             sources = Dictionary(uniqueKeysWithValues: disks.map { ($0.source.target, VMDetails.BackingImage(path: $0.source.path, format: $0.source.format)) })
         }
         var copyError: VMDriverError?
+        var copied: UInt64 = 0
         do throws(VMDriverError) {
             var plans: [DiskCopier.Plan] = []
             for disk in disks {
@@ -271,6 +276,7 @@ struct ClonePlan: Sendable {
                 }
                 done += plan.bytes
             }
+            copied = done
         } catch {
             copyError = error
         }
@@ -280,6 +286,7 @@ struct ClonePlan: Sendable {
             try await Self.commitBack(temporary, source: source)
         }
         if let copyError { throw copyError }
+        return copied
     }
 
     /// Merges each temporary overlay back into the image below it and removes the overlay.

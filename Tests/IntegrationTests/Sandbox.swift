@@ -61,10 +61,11 @@ final class Sandbox {
     }
 
     func cleanUp() {
+        // The sandbox's VM and every clone of it (clones are named after it).
         if let connection = try? Connection(uri: Integration.uri) {
-            if let domain = try? connection.lookupDomain(name: name) {
+            for domain in (try? connection.listAllDomains()) ?? [] where (try? domain.name())?.hasPrefix(name) == true {
                 try? domain.destroy()
-                try? domain.undefine([.managedSave, .snapshotsMetadata])
+                try? domain.undefine([.managedSave, .snapshotsMetadata, .nvram])
             }
             try? connection.close()
         }
@@ -73,40 +74,19 @@ final class Sandbox {
 
     // MARK: What the guest said
 
-    /// The serial log's lines, CR LF folded.
-    func serialLines() -> [String] {
-        guard let data = FileManager.default.contents(atPath: serial.path) else { return [] }
-        return String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).map {
-            $0.trimmingCharacters(in: .whitespaces)
-        }
+    var log: SerialLog { SerialLog(url: serial) }
+    /// The serial log of a clone made into this sandbox's directory.
+    func log(ofClone clone: String) -> SerialLog {
+        SerialLog(url: directory.appendingPathComponent("\(clone)-serial0.log"))
     }
 
-    /// The heartbeat numbers printed since the last boot began.
-    func heartbeats() -> [Int] {
-        let lines = serialLines()
-        let start = lines.lastIndex { $0.hasPrefix("VMDRIVER-INIT") } ?? 0
-        return lines[start...].compactMap { line in
-            line.hasPrefix("VMDRIVER-HEARTBEAT ") ? Int(line.dropFirst("VMDRIVER-HEARTBEAT ".count)) : nil
-        }
-    }
-
-    /// The markers file as the guest printed it on its last boot.
-    func markersSeenByGuest() -> [String]? {
-        let lines = serialLines()
-        guard let begin = lines.lastIndex(of: "VMDRIVER-MARKERS-BEGIN"),
-            let end = lines[begin...].firstIndex(of: "VMDRIVER-MARKERS-END")
-        else { return nil }
-        return Array(lines[(begin + 1)..<end])
-    }
+    func serialLines() -> [String] { log.lines() }
+    func heartbeats() -> [Int] { log.heartbeats() }
+    func markersSeenByGuest() -> [String]? { log.markers() }
 
     /// Waits until `condition` holds, polling every 100 ms; false at the deadline.
     func waitFor(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(100))
-        }
-        return condition()
+        await Integration.waitFor(seconds, condition)
     }
 
     /// The markers file read from the disk image on the host, not through the guest.
@@ -116,6 +96,48 @@ final class Sandbox {
         try run("qemu-img", ["convert", "-U", "-O", "raw", (image ?? disk).path, raw.path])
         let text = try run("debugfs", ["-R", "cat /markers", raw.path])
         return text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+    }
+}
+
+/// What a guest printed on its serial port (CR LF folded).
+struct SerialLog {
+    let url: URL
+
+    func lines() -> [String] {
+        guard let data = FileManager.default.contents(atPath: url.path) else { return [] }
+        return String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
+    }
+
+    /// The heartbeat numbers printed since the last boot began.
+    func heartbeats() -> [Int] {
+        let lines = lines()
+        let start = lines.lastIndex { $0.hasPrefix("VMDRIVER-INIT") } ?? 0
+        return lines[start...].compactMap { line in
+            line.hasPrefix("VMDRIVER-HEARTBEAT ") ? Int(line.dropFirst("VMDRIVER-HEARTBEAT ".count)) : nil
+        }
+    }
+
+    /// The markers file as the guest printed it on its last boot.
+    func markers() -> [String]? {
+        let lines = lines()
+        guard let begin = lines.lastIndex(of: "VMDRIVER-MARKERS-BEGIN"),
+            let end = lines[begin...].firstIndex(of: "VMDRIVER-MARKERS-END")
+        else { return nil }
+        return Array(lines[(begin + 1)..<end])
+    }
+}
+
+extension Integration {
+    /// Waits until `condition` holds, polling every 100 ms; false at the deadline.
+    static func waitFor(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return condition()
     }
 }
 
