@@ -172,3 +172,62 @@ struct VMCtlSystemTests {
         #expect(types.values.allSatisfy { $0["status"] as? String == "available" })
     }
 }
+
+@Suite(
+    "vmctl clone, delete, promote, snapshot on qemu:///system", .serialized,
+    .enabled(if: ProcessInfo.processInfo.environment["VMDRIVER_INTEGRATION"] == "1", "needs scripts/test.sh"))
+struct VMCtlCloneTests {
+    @Test func theCloneLifecycleThroughTheCLI() throws {
+        let tag = UUID().uuidString.prefix(6).lowercased()
+        let parent = "vmdriver-test-cli-\(tag)"
+        let clone = "\(parent)-c"
+        let directory = URL(fileURLWithPath: "/var/lib/libvirt/images/\(parent)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer {
+            for name in [clone, parent] { _ = try? VMCtl.run("delete", name, "--with-storage", "--force") }
+            try? FileManager.default.removeItem(at: directory)
+        }
+        let disk = directory.appendingPathComponent("disk.qcow2").path
+        let make = Process()
+        make.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-img")
+        make.arguments = ["create", "-q", "-f", "qcow2", disk, "16M"]
+        try make.run()
+        make.waitUntilExit()
+        let xml = directory.appendingPathComponent("parent.xml")
+        try """
+        <domain type='qemu'><name>\(parent)</name><memory unit='MiB'>32</memory>
+        <os><type arch='x86_64'>hvm</type></os>
+        <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='\(disk)'/><target dev='vda' bus='virtio'/></disk></devices>
+        </domain>
+        """.write(to: xml, atomically: true, encoding: .utf8)
+        #expect(try VMCtl.run("open", xml.path).status == 0)
+
+        let made = try VMCtl.run("clone", parent, clone, "--linked", "--json")
+        #expect(made.status == 0, "\(made.stderr)")
+        let result = try #require(try made.json() as? [String: Any])
+        #expect(result["type"] as? String == "linked")
+        let cloneDisks = try #require((result["clone"] as? [String: Any])?["disks"] as? [[String: Any]])
+        #expect((cloneDisks.first?["backingChain"] as? [[String: Any]])?.first?["path"] as? String == disk)
+
+        #expect(try VMCtl.run("clones", parent).stdout == "\(clone)\n")
+        let again = try VMCtl.run("clone", parent, clone, "--linked")
+        #expect(again.status == 4)
+        #expect(again.stderr.contains("already exists"))
+        let refused = try VMCtl.run("delete", parent)
+        #expect(refused.status == 5)
+        #expect(refused.stderr.contains(clone))
+
+        #expect(try VMCtl.run("promote", clone).status == 0)
+        #expect(try VMCtl.run("clones", parent).stdout.isEmpty)
+        let deleted = try VMCtl.run("delete", parent, "--with-storage")
+        #expect(deleted.status == 0, "\(deleted.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: disk))
+
+        #expect(try VMCtl.run("snapshot", "create", clone, "s1").status == 0)
+        let list = try VMCtl.run("snapshot", "list", clone, "--json")
+        let snapshots = try #require(try list.json() as? [[String: Any]])
+        #expect(snapshots.map { $0["name"] as? String } == ["s1"])
+        #expect(try VMCtl.run("snapshot", "delete", clone, "s1").status == 0)
+        #expect(try VMCtl.run("snapshot", "delete", clone, "s1").status == 4)
+    }
+}

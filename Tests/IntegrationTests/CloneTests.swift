@@ -290,4 +290,35 @@ struct CloneTests {
         try await boot(clone, log: sandbox.log(ofClone: clone.name), expecting: ["boot 1 tag=src", "boot 2 tag=src", "boot 3 tag=src"])
         try await clone.destroy()
     }
+
+    @Test func cancellingAFullCloneMidCopyLeavesNothing() async throws {
+        let sandbox = try Sandbox("cancel")
+        defer { sandbox.cleanUp() }
+        try sandbox.copyDataDisk()
+        // A second, big disk full of data, so the copy is still going when the cancel lands.
+        let big = sandbox.directory.appendingPathComponent("big.raw")
+        try run("dd", ["if=/dev/urandom", "of=\(big.path)", "bs=1M", "count=768", "status=none"])
+        let path = try sandbox.writeLinuxXML(domainType: type, tag: "src")
+        var xml = try String(contentsOfFile: path, encoding: .utf8)
+        xml = xml.replacingOccurrences(
+            of: "</devices>",
+            with: "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='\(big.path)'/><target dev='vdb' bus='virtio'/></disk></devices>")
+        try xml.write(toFile: path, atomically: true, encoding: .utf8)
+        let source = try await host.open(path)
+        let files = try FileManager.default.contentsOfDirectory(atPath: sandbox.directory.path).sorted()
+        let sum = try run("sha256sum", [big.path])
+
+        let job = try await source.clone(name: "\(sandbox.name)-c", type: .full)
+        for await progress in job.progress where (progress.bytesProcessed ?? 0) > 0 && progress.phase.contains("big.raw") {
+            job.cancel()
+            break
+        }
+        let error = await #expect(throws: VMDriverError.self) { try await job.wait() }
+        #expect(job.state == .cancelled)
+        #expect(error?.code == .failed)
+        #expect(error?.message.contains("was cancelled") == true, "\(error?.message ?? "")")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.directory.path).sorted() == files)
+        await #expect(throws: VMDriverError.self) { try await host.open("\(sandbox.name)-c") }
+        #expect(try run("sha256sum", [big.path]) == sum)
+    }
 }
