@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: sets up this machine as a libvirt host, builds the fixture Linux guest and vmctl,
 # then shows VMDriver at work: what the host can do, opening (registering) a VM from its XML
-# file, starting it, watching it boot, and a clean ACPI shutdown.
+# file, starting it, watching it boot, a clean ACPI shutdown, and a linked clone that boots
+# with the VM's data.
 #
 #   scripts/demo.sh          runs the demo and removes the demo VM at the end
 #   scripts/demo.sh --keep   leaves the demo VM defined and running
@@ -19,11 +20,14 @@ swift build --product vmctl >&2
 vmctl=$(swift build --show-bin-path)/vmctl
 
 name=vmdriver-demo
+clone=vmdriver-demo-clone
 dir=/var/lib/libvirt/images/$name
 cleanup() {
   $keep && return
-  virsh -q -c qemu:///system destroy "$name" >/dev/null 2>&1 || true
-  virsh -q -c qemu:///system undefine "$name" >/dev/null 2>&1 || true
+  for vm in "$clone" "$name"; do
+    virsh -q -c qemu:///system destroy "$vm" >/dev/null 2>&1 || true
+    virsh -q -c qemu:///system undefine --snapshots-metadata "$vm" >/dev/null 2>&1 || true
+  done
   rm -rf -- "$dir"
 }
 trap cleanup EXIT
@@ -58,10 +62,26 @@ run "$vmctl" open "$name" --json
 say "List the host's VMs"
 run "$vmctl" list --all
 
+say "Make a linked clone while it runs: the VM's disk is frozen, it goes on writing to a new overlay"
+run "$vmctl" clone "$name" "$clone" --linked
+
+say "Boot the clone: it sees the data the VM had written (its boot marker) and adds its own"
+run "$vmctl" start "$clone"
+for _ in $(seq 1 120); do
+  grep -q 'VMDRIVER-MARKERS-END' "$dir/$clone-serial0.log" 2>/dev/null && break
+  sleep 0.5
+done
+tr -d '\r' <"$dir/$clone-serial0.log" | sed -n '/MARKERS-BEGIN/,/MARKERS-END/p'
+run "$vmctl" clones "$name"
+
 if $keep; then
-  say "Left running: $name (vmctl shutdown $name; virsh undefine $name)"
+  say "Left running: $name and $clone (vmctl shutdown NAME; vmctl delete NAME --with-storage)"
   exit 0
 fi
 
-say "Shut it down cleanly (ACPI power button, 60 s deadline)"
+say "Shut both down cleanly (ACPI power button, 60 s deadline)"
+run "$vmctl" shutdown "$clone" --timeout 60
 run "$vmctl" shutdown "$name" --timeout 60
+
+say "The parent is protected while the clone rests on it"
+"$vmctl" delete "$name" || echo "(exit $?: refused, as it should be)"

@@ -69,10 +69,10 @@ struct ClonePlan: Sendable {
         let host = source.host
         let caps = try await CapabilityProbe(host: host, probeAccelerators: false).run()
         try (caps.cloneTypes[type] ?? .unavailable("unknown clone type")).require("a \(type.rawValue) clone", on: host.name)
-        if host.isRemote {
+        if host.isRemote && type == .full {
             throw VMDriverError(
                 .notSupported,
-                "cloning a VM on remote host '\(host.name)' is not supported yet: run VMDriver on that host (qemu:///system)")
+                "full clones on remote host '\(host.name)' are not supported yet: make a linked clone, or run VMDriver on that host (qemu:///system)")
         }
         let label = source.label
         return try await host.blocking("cannot clone \(label)") { [domain = source.domain] connection in
@@ -126,9 +126,25 @@ struct ClonePlan: Sendable {
                 let suffix = format == "qcow2" ? "qcow2" : "img"
                 return Disk(source: disk, target: "\(directory)/\(name)-\(disk.target).\(suffix)", format: format)
             }
+            if host.isRemote {
+                // A remote host's files are reached through its storage pools only.
+                guard try StoragePools.covering(directory, connection: connection) != nil else {
+                    throw VMDriverError(
+                        .notSupported,
+                        "a linked clone on remote \(host.label) needs a storage pool covering \(directory): define a directory pool for it")
+                }
+                if layout.nvram != nil {
+                    throw VMDriverError(.notSupported, "\(label) has an NVRAM file, which VMDriver cannot copy on a remote host yet")
+                }
+            }
             let nvram = layout.nvram.map { ($0, "\(directory)/\(name)_VARS.fd") }
             let targets = disks.map(\.target) + [xmlFile, nvram?.1].compactMap { $0 }
-            if let taken = targets.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+            if host.isRemote { try StoragePools.covering(directory, connection: connection)?.refresh() }
+            let exists: (String) -> Bool = { path in
+                host.isRemote && path != xmlFile
+                    ? StoragePools.exists(path, connection: connection) : FileManager.default.fileExists(atPath: path)
+            }
+            if let taken = targets.first(where: exists) {
                 throw VMDriverError(.invalidParameter, "cannot clone \(label) as '\(name)': \(taken) already exists (nothing was overwritten)")
             }
             if Set(targets).count != targets.count {
@@ -146,7 +162,7 @@ struct ClonePlan: Sendable {
         let label = source.label
         let created = CreatedFiles()
         do throws(VMDriverError) {
-            if !FileManager.default.fileExists(atPath: directory) {
+            if !host.isRemote && !FileManager.default.fileExists(atPath: directory) {
                 do {
                     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
                     created.add(directory)
@@ -164,9 +180,17 @@ struct ClonePlan: Sendable {
                 context.report(JobProgress(phase: "creating overlays", percent: 50))
                 for disk in disks {
                     guard let base = bases[disk.source.target] else { continue }
-                    try await host.blocking("cannot create the overlay for \(disk.source.target)") { _ in
+                    let directory = self.directory
+                    try await host.blocking("cannot create the overlay for \(disk.source.target)") { connection in
                         created.add(disk.target)
-                        try LocalImages.createOverlay(disk.target, base: base.path, baseFormat: base.format ?? "qcow2")
+                        // libvirt's storage API where a pool covers the folder (it works on remote
+                        // hosts too), else qemu-img here.
+                        if let pool = try StoragePools.covering(directory, connection: connection) {
+                            try StoragePools.createOverlay(
+                                disk.target, base: base.path, baseFormat: base.format ?? "qcow2", pool: pool, connection: connection)
+                        } else {
+                            try LocalImages.createOverlay(disk.target, base: base.path, baseFormat: base.format ?? "qcow2")
+                        }
                     }
                 }
                 lineage = CloneDefinition.Lineage(
@@ -210,7 +234,7 @@ struct ClonePlan: Sendable {
                 let layout = try DiskLayout.read(domain: domain, host: source.host, label: source.label)
                 let state = try VirtualMachine.state(of: domain)
                 let reusable =
-                    !state.isActive && !layout.disks.isEmpty
+                    !source.host.isRemote && !state.isActive && !layout.disks.isEmpty
                     && layout.disks.allSatisfy { $0.format == "qcow2" && !$0.chain.isEmpty && LocalImages.overlayIsEmpty($0.path) }
                 if reusable {
                     return Dictionary(uniqueKeysWithValues: layout.disks.map { ($0.target, $0.chain[0]) })
@@ -334,17 +358,25 @@ struct ClonePlan: Sendable {
     /// Removes what a failed clone made, newest first; says what it did.
     private func rollback(_ created: CreatedFiles) async -> String {
         let (files, domain) = created.take()
-        var failures: [String] = []
-        if let domain {
-            do { try domain.undefine([.nvram]) } catch { failures.append("the definition of '\(name)' (\(error.message))") }
-        }
-        for file in files.reversed() {
-            do {
-                if FileManager.default.fileExists(atPath: file) { try FileManager.default.removeItem(atPath: file) }
-            } catch {
-                failures.append(file)
+        let remote = source.host.isRemote
+        let failures = (try? await source.host.blocking("rolling back") { connection -> [String] in
+            var failures: [String] = []
+            if let domain {
+                do { try domain.undefine([.nvram]) } catch { failures.append("the definition of '\(name)' (\(error))") }
             }
-        }
+            for file in files.reversed() {
+                do {
+                    if remote {
+                        if StoragePools.exists(file, connection: connection) { try StoragePools.delete(file, connection: connection) }
+                    } else if FileManager.default.fileExists(atPath: file) {
+                        try FileManager.default.removeItem(atPath: file)
+                    }
+                } catch {
+                    failures.append(file)
+                }
+            }
+            return failures
+        }) ?? files
         return failures.isEmpty
             ? "everything it made was removed; the source is untouched"
             : "could not remove: \(failures.joined(separator: ", "))"

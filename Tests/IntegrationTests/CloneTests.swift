@@ -321,4 +321,26 @@ struct CloneTests {
         await #expect(throws: VMDriverError.self) { try await host.open("\(sandbox.name)-c") }
         #expect(try run("sha256sum", [big.path]) == sum)
     }
+
+    /// Where a storage pool covers the folder, the overlay is made through libvirt's storage API:
+    /// the path that also works on a remote host.
+    @Test func linkedCloneThroughAStoragePool() async throws {
+        let sandbox = try Sandbox("pool")
+        defer { sandbox.cleanUp() }
+        let source = try await bootedSource(sandbox)
+        let pool = sandbox.name
+        try run("virsh", ["-q", "-c", Integration.uri, "pool-create-as", pool, "dir", "--target", sandbox.directory.path])
+        defer { _ = try? run("virsh", ["-q", "-c", Integration.uri, "pool-destroy", pool]) }
+        let clone = try await source.clone(name: "\(sandbox.name)-c", type: .linked).wait()
+        let overlay = try #require(try await clone.details().disks.first?.path)
+        // libvirt made it: it is a volume of the pool, with the mode VMDriver asked for.
+        let volumes = try run("virsh", ["-q", "-c", Integration.uri, "vol-list", pool])
+        #expect(volumes.contains(overlay))
+        let attributes = try FileManager.default.attributesOfItem(atPath: overlay)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        #expect(try await clone.details().disks.first?.backingChain?.map(\.path) == [sandbox.disk.path])
+        try retag(clone, "clone")
+        try await boot(clone, log: sandbox.log(ofClone: clone.name), expecting: ["boot 1 tag=src", "boot 2 tag=clone"])
+        try await clone.destroy()
+    }
 }
