@@ -43,6 +43,8 @@ build_flags=()
 if [ "${CI:-}" = true ] || [ "${VMDRIVER_WERROR:-}" = 1 ]; then
   build_flags+=(-Xswiftc -warnings-as-errors)
 fi
+log "lint (swift-format, .swift-format)"
+bash scripts/lint.sh --strict
 log "building"
 swift build --build-tests "${build_flags[@]}"
 log "running tests"

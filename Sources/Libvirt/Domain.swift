@@ -35,7 +35,8 @@ public final class Domain: @unchecked Sendable {
         try call("virDomainGetUUIDString") { virDomainGetUUIDString(pointer, &buffer) }
         let text = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
         guard let uuid = UUID(uuidString: text) else {
-            throw LibvirtError(code: .internalError, message: "libvirt returned an invalid UUID '\(text)'", function: "virDomainGetUUIDString")
+            throw LibvirtError(
+                code: .internalError, message: "libvirt returned an invalid UUID '\(text)'", function: "virDomainGetUUIDString")
         }
         return uuid
     }

@@ -131,7 +131,8 @@ struct CapabilityProbe {
             accelerators = await AcceleratorProbe.shared.results(
                 for: host, offered: offered, versions: "\(facts.version)|\(facts.libvirt)", refresh: refresh)
         }
-        let linuxType = accelerators.first { $0.domainType == "kvm" && $0.runsLinuxGuests.isAvailable }?.domainType
+        let linuxType =
+            accelerators.first { $0.domainType == "kvm" && $0.runsLinuxGuests.isAvailable }?.domainType
             ?? accelerators.first { $0.domainType == "qemu" && $0.runsLinuxGuests.status != .unavailable }?.domainType
             ?? (host.driver == "test" ? "test" : nil)
 
@@ -150,7 +151,8 @@ struct CapabilityProbe {
                 else: "linked clones need qcow2 overlays and qemu-img is not installed (apt-get install qemu-utils)")
         } else {
             cloneTypes[.full] = .available("through libvirt's storage-volume API")
-            cloneTypes[.linked] = .available("qcow2 overlays through libvirt's storage-volume API (disks must be in a storage pool)")
+            cloneTypes[.linked] = .available(
+                "qcow2 overlays through libvirt's storage-volume API (disks must be in a storage pool)")
         }
 
         var migrationTypes: [Capabilities.MigrationType: Capabilities.Support] = [:]
@@ -168,7 +170,8 @@ struct CapabilityProbe {
             Subprocess.which("ssh") != nil, "qemu+ssh://", else: "no ssh client is installed (apt-get install openssh-client)")
 
         var security: [Capabilities.SecurityLevel: Capabilities.Support] = [:]
-        security[.low] = isQEMU ? .available("plain TCP for control and data") : .unavailable("the \(host.driver) driver does not migrate")
+        security[.low] =
+            isQEMU ? .available("plain TCP for control and data") : .unavailable("the \(host.driver) driver does not migrate")
         security[.normal] =
             !isQEMU
             ? .unavailable("the \(host.driver) driver does not migrate")
@@ -176,11 +179,15 @@ struct CapabilityProbe {
                 ? .available("control connection over \(transports[.tls]!.isAvailable ? "TLS" : "SSH")")
                 : .unavailable("needs a TLS client certificate or an ssh client for the control connection")
         security[.high] =
-            !isQEMU ? .unavailable("the \(host.driver) driver does not migrate") : local ? pki.qemuReady : .unknown("QEMU's certificates on a remote host cannot be checked from here")
+            !isQEMU
+            ? .unavailable("the \(host.driver) driver does not migrate")
+            : local ? pki.qemuReady : .unknown("QEMU's certificates on a remote host cannot be checked from here")
 
         var features: [Capabilities.Feature: Capabilities.Support] = [:]
         if !isQEMU {
-            for feature in Capabilities.Feature.allCases { features[feature] = .unavailable("the \(host.driver) driver does not migrate") }
+            for feature in Capabilities.Feature.allCases {
+                features[feature] = .unavailable("the \(host.driver) driver does not migrate")
+            }
         } else {
             let qemu = hypervisorVersion
             features[.compression] = .when(
@@ -193,7 +200,8 @@ struct CapabilityProbe {
                 qemu >= Version(major: 4, minor: 0, release: 0) && facts.libvirt >= Version(major: 5, minor: 2, release: 0),
                 "parallel migration streams",
                 else: "multifd needs QEMU 4.0 and libvirt 5.2 (have QEMU \(facts.version), libvirt \(facts.libvirt))")
-            features[.postcopy] = local ? Self.postcopy(qemu: qemu) : .unknown("userfaultfd on a remote host cannot be checked from here")
+            features[.postcopy] =
+                local ? Self.postcopy(qemu: qemu) : .unknown("userfaultfd on a remote host cannot be checked from here")
         }
 
         return Capabilities(
@@ -254,7 +262,9 @@ struct PKI {
     /// QEMU's native TLS for migration data (VIR_MIGRATE_TLS).
     var qemuReady: Capabilities.Support {
         let gone = missing(
-            ["ca-cert.pem", "server-cert.pem", "server-key.pem", "client-cert.pem", "client-key.pem"].map { "/etc/pki/qemu/\($0)" })
+            ["ca-cert.pem", "server-cert.pem", "server-key.pem", "client-cert.pem", "client-key.pem"].map {
+                "/etc/pki/qemu/\($0)"
+            })
         return gone.isEmpty
             ? .available("QEMU native TLS with the certificates in /etc/pki/qemu")
             : .unavailable("QEMU has no TLS certificates for migration data: missing \(gone.joined(separator: ", "))")

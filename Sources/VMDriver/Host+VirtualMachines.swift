@@ -100,7 +100,7 @@ extension Host {
             if let uuid = xml.uuid { return try connection.lookupDomain(uuid: uuid) }
             if let name = xml.name { return try connection.lookupDomain(name: name) }
             return nil
-        } catch where error.code == .noDomain {
+        } catch  where error.code == .noDomain {
             return nil
         }
     }

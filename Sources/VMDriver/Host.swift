@@ -108,7 +108,8 @@ struct HostURI {
         else {
             throw VMDriverError(
                 .invalidParameter,
-                "'\(uri)' is not a libvirt URI: expected DRIVER[+TRANSPORT]://[HOST]/PATH, for example qemu:///system or qemu+tcp://host/system")
+                "'\(uri)' is not a libvirt URI: expected DRIVER[+TRANSPORT]://[HOST]/PATH, for example qemu:///system or qemu+tcp://host/system"
+            )
         }
         let parts = scheme.split(separator: "+", maxSplits: 1).map(String.init)
         driver = parts[0]

@@ -72,18 +72,21 @@ struct ClonePlan: Sendable {
         if host.isRemote && type == .full {
             throw VMDriverError(
                 .notSupported,
-                "full clones on remote host '\(host.name)' are not supported yet: make a linked clone, or run VMDriver on that host (qemu:///system)")
+                "full clones on remote host '\(host.name)' are not supported yet: make a linked clone, or run VMDriver on that host (qemu:///system)"
+            )
         }
         let label = source.label
         return try await host.blocking("cannot clone \(label)") { [domain = source.domain] connection in
             if (try? connection.lookupDomain(name: name)) != nil {
-                throw VMDriverError(.invalidParameter, "a VM named '\(name)' already exists on \(host.label): choose another name")
+                throw VMDriverError(
+                    .invalidParameter, "a VM named '\(name)' already exists on \(host.label): choose another name")
             }
             let state = try VirtualMachine.state(of: domain)
             if type == .linked && state == .suspendedToDisk {
                 throw VMDriverError(
                     .invalidState,
-                    "\(label) is suspended to disk: a linked clone would lose its saved memory state (VIX 3007 VM_IS_RUNNING); start it or shut it down first")
+                    "\(label) is suspended to disk: a linked clone would lose its saved memory state (VIX 3007 VM_IS_RUNNING); start it or shut it down first"
+                )
             }
             let layout = try DiskLayout.read(domain: domain, host: host, label: label)
             var bases: [String: VMDetails.BackingImage] = [:]
@@ -95,10 +98,12 @@ struct ClonePlan: Sendable {
                     throw VMDriverError(.invalidParameter, "\(label) has no snapshot named '\(snapshot)'", cause: error)
                 }
                 for disk in layout.disks {
-                    guard let frozen = info.disks.first(where: { $0.target == disk.target }), let image = frozen.frozenImage else {
+                    guard let frozen = info.disks.first(where: { $0.target == disk.target }), let image = frozen.frozenImage
+                    else {
                         throw VMDriverError(
                             .notSupported,
-                            "snapshot '\(snapshot)' of \(label) has no external image for disk \(disk.target): only disk-only external snapshots (vmctl snapshot create) can be cloned")
+                            "snapshot '\(snapshot)' of \(label) has no external image for disk \(disk.target): only disk-only external snapshots (vmctl snapshot create) can be cloned"
+                        )
                     }
                     bases[disk.target] = VMDetails.BackingImage(path: image, format: frozen.frozenFormat ?? "qcow2")
                 }
@@ -131,10 +136,12 @@ struct ClonePlan: Sendable {
                 guard try StoragePools.covering(directory, connection: connection) != nil else {
                     throw VMDriverError(
                         .notSupported,
-                        "a linked clone on remote \(host.label) needs a storage pool covering \(directory): define a directory pool for it")
+                        "a linked clone on remote \(host.label) needs a storage pool covering \(directory): define a directory pool for it"
+                    )
                 }
                 if layout.nvram != nil {
-                    throw VMDriverError(.notSupported, "\(label) has an NVRAM file, which VMDriver cannot copy on a remote host yet")
+                    throw VMDriverError(
+                        .notSupported, "\(label) has an NVRAM file, which VMDriver cannot copy on a remote host yet")
                 }
             }
             let nvram = layout.nvram.map { ($0, "\(directory)/\(name)_VARS.fd") }
@@ -145,7 +152,8 @@ struct ClonePlan: Sendable {
                     ? StoragePools.exists(path, connection: connection) : FileManager.default.fileExists(atPath: path)
             }
             if let taken = targets.first(where: exists) {
-                throw VMDriverError(.invalidParameter, "cannot clone \(label) as '\(name)': \(taken) already exists (nothing was overwritten)")
+                throw VMDriverError(
+                    .invalidParameter, "cannot clone \(label) as '\(name)': \(taken) already exists (nothing was overwritten)")
             }
             if Set(targets).count != targets.count {
                 throw VMDriverError(.invalidParameter, "cannot clone \(label): two of its disks would get the same file name")
@@ -167,7 +175,8 @@ struct ClonePlan: Sendable {
                     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
                     created.add(directory)
                 } catch {
-                    throw VMDriverError(.invalidParameter, "cannot create clone destination \(directory): \(error.localizedDescription)")
+                    throw VMDriverError(
+                        .invalidParameter, "cannot create clone destination \(directory): \(error.localizedDescription)")
                 }
             }
             var lineage: CloneDefinition.Lineage?
@@ -187,7 +196,8 @@ struct ClonePlan: Sendable {
                         // hosts too), else qemu-img here.
                         if let pool = try StoragePools.covering(directory, connection: connection) {
                             try StoragePools.createOverlay(
-                                disk.target, base: base.path, baseFormat: base.format ?? "qcow2", pool: pool, connection: connection)
+                                disk.target, base: base.path, baseFormat: base.format ?? "qcow2", pool: pool,
+                                connection: connection)
                         } else {
                             try LocalImages.createOverlay(disk.target, base: base.path, baseFormat: base.format ?? "qcow2")
                         }
@@ -207,10 +217,14 @@ struct ClonePlan: Sendable {
                 }
             }
             context.report(
-                JobProgress(phase: "registering the clone", percent: 95, bytesProcessed: copied, bytesRemaining: copied.map { _ in 0 }, bytesTotal: copied))
+                JobProgress(
+                    phase: "registering the clone", percent: 95, bytesProcessed: copied, bytesRemaining: copied.map { _ in 0 },
+                    bytesTotal: copied))
             let vm = try await define(lineage: lineage, created: created)
             context.report(
-                JobProgress(phase: "done", percent: 100, bytesProcessed: copied, bytesRemaining: copied.map { _ in 0 }, bytesTotal: copied))
+                JobProgress(
+                    phase: "done", percent: 100, bytesProcessed: copied, bytesRemaining: copied.map { _ in 0 }, bytesTotal: copied
+                ))
             return vm
         } catch {
             let undone = await rollback(created)
@@ -235,7 +249,9 @@ struct ClonePlan: Sendable {
                 let state = try VirtualMachine.state(of: domain)
                 let reusable =
                     !source.host.isRemote && !state.isActive && !layout.disks.isEmpty
-                    && layout.disks.allSatisfy { $0.format == "qcow2" && !$0.chain.isEmpty && LocalImages.overlayIsEmpty($0.path) }
+                    && layout.disks.allSatisfy {
+                        $0.format == "qcow2" && !$0.chain.isEmpty && LocalImages.overlayIsEmpty($0.path)
+                    }
                 if reusable {
                     return Dictionary(uniqueKeysWithValues: layout.disks.map { ($0.target, $0.chain[0]) })
                 }
@@ -249,7 +265,9 @@ struct ClonePlan: Sendable {
 
     /// Full copies. A running source is frozen for the copy, then its overlay is merged back.
     /// Returns the bytes copied.
-    private func copyDisks(context: JobContext, handle: Subprocess.Handle, created: CreatedFiles) async throws(VMDriverError) -> UInt64 {
+    private func copyDisks(context: JobContext, handle: Subprocess.Handle, created: CreatedFiles) async throws(VMDriverError)
+        -> UInt64
+    {
         let host = source.host
         let label = source.label
         var sources: [String: VMDetails.BackingImage] = [:]
@@ -264,12 +282,16 @@ struct ClonePlan: Sendable {
                     let layout = try DiskLayout.read(domain: domain, host: host, label: label)
                     return try VirtualMachine.freeze(
                         domain: domain, layout: layout, vmName: plan.source.name,
-                        snapshot: "vmdriver-copy-\(Self.stamp())-\(UUID().uuidString.prefix(6).lowercased())", keepMetadata: false)
+                        snapshot: "vmdriver-copy-\(Self.stamp())-\(UUID().uuidString.prefix(6).lowercased())", keepMetadata: false
+                    )
                 }
             }
             sources = temporary.mapValues { VMDetails.BackingImage(path: $0.frozen.path, format: $0.frozen.format) }
         } else {
-            sources = Dictionary(uniqueKeysWithValues: disks.map { ($0.source.target, VMDetails.BackingImage(path: $0.source.path, format: $0.source.format)) })
+            sources = Dictionary(
+                uniqueKeysWithValues: disks.map {
+                    ($0.source.target, VMDetails.BackingImage(path: $0.source.path, format: $0.source.format))
+                })
         }
         var copyError: VMDriverError?
         var copied: UInt64 = 0
@@ -277,10 +299,12 @@ struct ClonePlan: Sendable {
             var plans: [DiskCopier.Plan] = []
             for disk in disks {
                 guard let image = sources[disk.source.target] else { continue }
-                let chain = ImageInspector.inspect(path: image.path, connection: source.domain.connection, isRemote: false).chain ?? []
+                let chain =
+                    ImageInspector.inspect(path: image.path, connection: source.domain.connection, isRemote: false).chain ?? []
                 let bytes = ([image.path] + chain.map(\.path)).reduce(UInt64(0)) { $0 + DiskCopier.allocatedBytes($1) }
                 plans.append(
-                    DiskCopier.Plan(source: image.path, target: disk.target, format: disk.format, flatten: !chain.isEmpty, bytes: bytes))
+                    DiskCopier.Plan(
+                        source: image.path, target: disk.target, format: disk.format, flatten: !chain.isEmpty, bytes: bytes))
             }
             let total = plans.reduce(UInt64(0)) { $0 + $1.bytes }
             var done: UInt64 = 0
@@ -314,7 +338,9 @@ struct ClonePlan: Sendable {
     }
 
     /// Merges each temporary overlay back into the image below it and removes the overlay.
-    static func commitBack(_ frozen: [String: (frozen: DiskLayout.Disk, overlay: String)], source: VirtualMachine) async throws(VMDriverError) {
+    static func commitBack(_ frozen: [String: (frozen: DiskLayout.Disk, overlay: String)], source: VirtualMachine)
+        async throws(VMDriverError)
+    {
         for (target, entry) in frozen.sorted(by: { $0.key < $1.key }) {
             try await source.host.blocking("cannot merge \(entry.overlay) back into \(entry.frozen.path) for \(source.label)") {
                 [domain = source.domain] _ in
@@ -325,7 +351,8 @@ struct ClonePlan: Sendable {
                 while try domain.blockJobInfo(disk: target)?.isReady == false {
                     guard Date() < deadline else {
                         try? domain.blockJobAbort(disk: target)
-                        throw VMDriverError(.timeout, "merging \(entry.overlay) back took more than 10 minutes; the source still runs on it")
+                        throw VMDriverError(
+                            .timeout, "merging \(entry.overlay) back took more than 10 minutes; the source still runs on it")
                     }
                     Thread.sleep(forTimeInterval: 0.05)
                 }
@@ -343,7 +370,8 @@ struct ClonePlan: Sendable {
             let definition = try CloneDefinition(sourceXML: try domain.xmlDescription([.inactive, .secure]))
             let xml = definition.rewritten(
                 name: plan.name,
-                disks: Dictionary(uniqueKeysWithValues: plan.disks.map { ($0.source.target, (path: $0.target, format: $0.format)) }),
+                disks: Dictionary(
+                    uniqueKeysWithValues: plan.disks.map { ($0.source.target, (path: $0.target, format: $0.format)) }),
                 logDirectory: plan.directory, nvram: plan.nvram?.target, lineage: lineage)
             let clone = try connection.defineDomain(xml: xml)
             created.define(clone)
@@ -359,24 +387,27 @@ struct ClonePlan: Sendable {
     private func rollback(_ created: CreatedFiles) async -> String {
         let (files, domain) = created.take()
         let remote = source.host.isRemote
-        let failures = (try? await source.host.blocking("rolling back") { connection -> [String] in
-            var failures: [String] = []
-            if let domain {
-                do { try domain.undefine([.nvram]) } catch { failures.append("the definition of '\(name)' (\(error))") }
-            }
-            for file in files.reversed() {
-                do {
-                    if remote {
-                        if StoragePools.exists(file, connection: connection) { try StoragePools.delete(file, connection: connection) }
-                    } else if FileManager.default.fileExists(atPath: file) {
-                        try FileManager.default.removeItem(atPath: file)
-                    }
-                } catch {
-                    failures.append(file)
+        let failures =
+            (try? await source.host.blocking("rolling back") { connection -> [String] in
+                var failures: [String] = []
+                if let domain {
+                    do { try domain.undefine([.nvram]) } catch { failures.append("the definition of '\(name)' (\(error))") }
                 }
-            }
-            return failures
-        }) ?? files
+                for file in files.reversed() {
+                    do {
+                        if remote {
+                            if StoragePools.exists(file, connection: connection) {
+                                try StoragePools.delete(file, connection: connection)
+                            }
+                        } else if FileManager.default.fileExists(atPath: file) {
+                            try FileManager.default.removeItem(atPath: file)
+                        }
+                    } catch {
+                        failures.append(file)
+                    }
+                }
+                return failures
+            }) ?? files
         return failures.isEmpty
             ? "everything it made was removed; the source is untouched"
             : "could not remove: \(failures.joined(separator: ", "))"
@@ -391,7 +422,10 @@ struct ClonePlan: Sendable {
 
     /// A clone name as it may appear inside a snapshot name and file name.
     static func fileSafe(_ name: String) -> String {
-        String(name.unicodeScalars.map { CharacterSet.alphanumerics.contains($0) || "-_".unicodeScalars.contains($0) ? Character($0) : "_" })
+        String(
+            name.unicodeScalars.map {
+                CharacterSet.alphanumerics.contains($0) || "-_".unicodeScalars.contains($0) ? Character($0) : "_"
+            })
     }
 }
 

@@ -41,7 +41,9 @@ extension VirtualMachine {
         let label = self.label
         try await host.blocking("cannot resume \(label)") { [domain] _ in
             let state = try Self.state(of: domain)
-            guard state == .paused else { throw VMDriverError(.invalidState, "cannot resume \(label): it is \(state), not paused") }
+            guard state == .paused else {
+                throw VMDriverError(.invalidState, "cannot resume \(label): it is \(state), not paused")
+            }
             try domain.resume()
         }
     }

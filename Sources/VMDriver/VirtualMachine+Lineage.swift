@@ -85,11 +85,14 @@ extension VirtualMachine {
         guard !chained.isEmpty else {
             throw VMDriverError(.invalidParameter, "\(label) is not a linked clone: its disks have no backing images")
         }
-        return Job(kind: .clone, subject: "promotion of \(label)", describe: { [self] in (try? await "\(label) is \(state())") ?? "" }) {
+        return Job(
+            kind: .clone, subject: "promotion of \(label)", describe: { [self] in (try? await "\(label) is \(state())") ?? "" }
+        ) {
             [self, domain] context throws(VMDriverError) -> VirtualMachine in
             for (index, disk) in chained.enumerated() {
                 context.report(
-                    JobProgress(phase: "copying backing data into \(disk.target)", percent: 100 * Double(index) / Double(chained.count)))
+                    JobProgress(
+                        phase: "copying backing data into \(disk.target)", percent: 100 * Double(index) / Double(chained.count)))
                 try await host.blocking("cannot promote disk \(disk.target) of \(label)") { _ in
                     if try domain.isActive() {
                         try domain.blockPull(disk: disk.target)

@@ -73,7 +73,8 @@ extension VirtualMachine {
         if try Self.state(of: domain) == .suspendedToDisk {
             throw VMDriverError(
                 .invalidState,
-                "\(label) is suspended to disk: its saved memory state belongs to its current disks; start it (or discard the saved state) first")
+                "\(label) is suspended to disk: its saved memory state belongs to its current disks; start it (or discard the saved state) first"
+            )
         }
     }
 

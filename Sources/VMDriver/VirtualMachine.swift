@@ -59,7 +59,8 @@ public final class VirtualMachine: Sendable {
                     result.backingChain = image.chain
                     result.chainNote = image.note
                 } else {
-                    result.chainNote = disk.path == nil ? "the disk has no source" : "a \(disk.sourceType) disk is not read from here"
+                    result.chainNote =
+                        disk.path == nil ? "the disk has no source" : "a \(disk.sourceType) disk is not read from here"
                 }
                 return result
             }

@@ -27,11 +27,12 @@ struct Caps: AsyncParsableCommand {
 
     static func render(_ caps: Capabilities) -> String {
         func mark(_ support: Capabilities.Support) -> String {
-            let word = switch support.status {
-            case .available: "yes"
-            case .unavailable: "no "
-            case .unknown: "?  "
-            }
+            let word =
+                switch support.status {
+                case .available: "yes"
+                case .unavailable: "no "
+                case .unknown: "?  "
+                }
             return word + (support.reason.map { "  \($0)" } ?? "")
         }
         var lines = [
@@ -42,20 +43,29 @@ struct Caps: AsyncParsableCommand {
         ]
         if caps.accelerators.isEmpty { lines.append("  (none)") }
         for accelerator in caps.accelerators {
-            lines.append("  \(accelerator.name) (type '\(accelerator.domainType)'), offered by libvirt: \(accelerator.offered ? "yes" : "no")")
+            lines.append(
+                "  \(accelerator.name) (type '\(accelerator.domainType)'), offered by libvirt: \(accelerator.offered ? "yes" : "no")"
+            )
             lines.append("    runs guests:       \(mark(accelerator.runsGuests))")
             lines.append("    runs Linux guests: \(mark(accelerator.runsLinuxGuests))")
         }
-        func section<K: RawRepresentable & Hashable & CaseIterable>(_ title: String, _ map: [K: Capabilities.Support]) where K.RawValue == String {
+        func section<K: RawRepresentable & Hashable & CaseIterable>(_ title: String, _ map: [K: Capabilities.Support])
+        where K.RawValue == String {
             lines.append(title)
-            for key in K.allCases { if let support = map[key] { lines.append("  \(key.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)) \(mark(support))") } }
+            for key in K.allCases {
+                if let support = map[key] {
+                    lines.append("  \(key.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)) \(mark(support))")
+                }
+            }
         }
         section("Clone types:", caps.cloneTypes)
         section("Migration types:", caps.migrationTypes)
         section("Transports:", caps.transports)
         section("Security levels:", caps.securityLevels)
         section("Features:", caps.features)
-        lines.append("Destination formats: \(caps.destinationHostFormats.isEmpty ? "none" : caps.destinationHostFormats.map(\.rawValue).joined(separator: ", "))")
+        lines.append(
+            "Destination formats: \(caps.destinationHostFormats.isEmpty ? "none" : caps.destinationHostFormats.map(\.rawValue).joined(separator: ", "))"
+        )
         return lines.joined(separator: "\n")
     }
 }

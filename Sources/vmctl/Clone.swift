@@ -26,7 +26,9 @@ struct Clone: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Clone the VM as it was at this snapshot.", valueName: "name"))
     var snapshot: String?
 
-    @Option(help: ArgumentHelp("Directory for the clone's disks, or a path ending in .xml for its domain XML too.", valueName: "path"))
+    @Option(
+        help: ArgumentHelp("Directory for the clone's disks, or a path ending in .xml for its domain XML too.", valueName: "path")
+    )
     var dest: String?
 
     @Flag(help: "Start the clone once it is made.")
@@ -104,7 +106,8 @@ struct Clones: AsyncParsableCommand {
 struct Delete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Remove a VM from the host.",
-        discussion: "Refused (exit 5) while linked clones rest on its disks, unless --force; images other VMs use are never deleted.")
+        discussion:
+            "Refused (exit 5) while linked clones rest on its disks, unless --force; images other VMs use are never deleted.")
 
     @ParentCommand var root: VMCtl
     @OptionGroup var target: VMArgument

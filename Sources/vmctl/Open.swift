@@ -5,12 +5,14 @@ import VMDriver
 struct Open: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Open a VM by name, UUID, or domain XML file, and show it.",
-        discussion: "A file whose VM is not registered is registered (defined); with --transient it is started without registering.")
+        discussion:
+            "A file whose VM is not registered is registered (defined); with --transient it is started without registering.")
 
     @ParentCommand var root: VMCtl
     @OptionGroup var output: OutputOptions
 
-    @Argument(help: ArgumentHelp("The VM's name, its UUID, or the path of a libvirt domain XML file.", valueName: "name|uuid|path"))
+    @Argument(
+        help: ArgumentHelp("The VM's name, its UUID, or the path of a libvirt domain XML file.", valueName: "name|uuid|path"))
     var vm: String
 
     @Flag(help: "Start a VM from a file without registering it.")

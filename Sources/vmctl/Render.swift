@@ -43,7 +43,9 @@ enum Render {
 
 extension Render {
     static func snapshot(_ info: SnapshotInfo) -> String {
-        var lines = ["\(info.name)  \(info.creationTime.map { ISO8601DateFormatter().string(from: $0) } ?? "-")  \(info.vmState ?? "")"]
+        var lines = [
+            "\(info.name)  \(info.creationTime.map { ISO8601DateFormatter().string(from: $0) } ?? "-")  \(info.vmState ?? "")"
+        ]
         for disk in info.disks {
             lines.append("  \(disk.target): frozen \(disk.frozenImage ?? "?"), then \(disk.overlay)")
         }
@@ -78,14 +80,16 @@ struct ProgressBar {
         let filled = Int(((progress.percent ?? 0) / 100 * Double(width)).rounded()).clamped(0, width)
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
         let percent = progress.percent.map { String(format: "%3.0f%%", $0) } ?? "  ? "
-        let bytes = progress.bytesProcessed.map { done in
-            " " + Self.size(done) + (progress.bytesTotal.map { " of " + Self.size($0) } ?? "")
-        } ?? ""
+        let bytes =
+            progress.bytesProcessed.map { done in
+                " " + Self.size(done) + (progress.bytesTotal.map { " of " + Self.size($0) } ?? "")
+            } ?? ""
         FileHandle.standardError.write(Data("\r\u{1B}[K[\(bar)] \(percent)\(bytes) \(progress.phase)".utf8))
     }
 
     static func size(_ bytes: UInt64) -> String {
-        bytes >= 1 << 30 ? String(format: "%.2f GiB", Double(bytes) / 1_073_741_824)
+        bytes >= 1 << 30
+            ? String(format: "%.2f GiB", Double(bytes) / 1_073_741_824)
             : String(format: "%.1f MiB", Double(bytes) / 1_048_576)
     }
 

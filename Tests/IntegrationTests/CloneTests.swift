@@ -83,6 +83,13 @@ struct CloneTests {
         try await source.destroy()
         #expect(try sandbox.markersOnDisk(URL(fileURLWithPath: cloneDisk.path!)) == ["boot 1 tag=src", "boot 2 tag=clone"])
         #expect(try sandbox.markersOnDisk(sandbox.disk) == ["boot 1 tag=src"])
+
+        // A full clone of the linked clone flattens its chain into one standalone image.
+        let copy = try await clone.clone(name: "\(sandbox.name)-full", type: .full).wait()
+        let copyDisk = try #require(try await copy.details().disks.first)
+        #expect(copyDisk.backingChain == [])
+        #expect(try sandbox.markersOnDisk(URL(fileURLWithPath: copyDisk.path!)) == ["boot 1 tag=src", "boot 2 tag=clone"])
+        #expect(try await source.linkedClones() == [clone.name])
     }
 
     @Test func linkedCloneOfARunningVM() async throws {
@@ -236,7 +243,9 @@ struct CloneTests {
         #expect(try String(contentsOf: blocker, encoding: .utf8) == "keep me")
         // Characters special to XML are escaped, never injected.
         let odd = "\(sandbox.name)-<b>&'\""
-        let clone = try await source.clone(name: odd, type: .linked, destination: sandbox.directory.appendingPathComponent("odd.xml").path).wait()
+        let clone = try await source.clone(
+            name: odd, type: .linked, destination: sandbox.directory.appendingPathComponent("odd.xml").path
+        ).wait()
         #expect(clone.name == odd)
         #expect(try await host.open(odd).uuid == clone.uuid)
         let written = try String(contentsOf: sandbox.directory.appendingPathComponent("odd.xml"), encoding: .utf8)
@@ -287,7 +296,8 @@ struct CloneTests {
         let beats = sandbox.log(ofClone: clone.name).heartbeats().count
         #expect(await Integration.waitFor(10) { sandbox.log(ofClone: clone.name).heartbeats().count > beats })
         try await clone.destroy()
-        try await boot(clone, log: sandbox.log(ofClone: clone.name), expecting: ["boot 1 tag=src", "boot 2 tag=src", "boot 3 tag=src"])
+        try await boot(
+            clone, log: sandbox.log(ofClone: clone.name), expecting: ["boot 1 tag=src", "boot 2 tag=src", "boot 3 tag=src"])
         try await clone.destroy()
     }
 
@@ -302,7 +312,9 @@ struct CloneTests {
         var xml = try String(contentsOfFile: path, encoding: .utf8)
         xml = xml.replacingOccurrences(
             of: "</devices>",
-            with: "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='\(big.path)'/><target dev='vdb' bus='virtio'/></disk></devices>")
+            with:
+                "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='\(big.path)'/><target dev='vdb' bus='virtio'/></disk></devices>"
+        )
         try xml.write(toFile: path, atomically: true, encoding: .utf8)
         let source = try await host.open(path)
         let files = try FileManager.default.contentsOfDirectory(atPath: sandbox.directory.path).sorted()

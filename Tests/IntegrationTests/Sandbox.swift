@@ -36,21 +36,25 @@ final class Sandbox {
 
     /// Writes the Linux guest's domain XML (from the fixture template) and returns its path.
     func writeLinuxXML(domainType: String, tag: String, disk: URL? = nil) throws -> String {
-        try fill("linux-domain.xml.in", [
-            "@NAME@": name, "@DISK@": (disk ?? self.disk).path, "@SERIAL@": serial.path,
-            "@KERNEL@": Integration.fixtures.appendingPathComponent("vmlinuz").path,
-            "@INITRD@": Integration.fixtures.appendingPathComponent("initrd.img").path,
-            "@TAG@": tag, "@DOMAIN_TYPE@": domainType,
-        ])
+        try fill(
+            "linux-domain.xml.in",
+            [
+                "@NAME@": name, "@DISK@": (disk ?? self.disk).path, "@SERIAL@": serial.path,
+                "@KERNEL@": Integration.fixtures.appendingPathComponent("vmlinuz").path,
+                "@INITRD@": Integration.fixtures.appendingPathComponent("initrd.img").path,
+                "@TAG@": tag, "@DOMAIN_TYPE@": domainType,
+            ])
     }
 
     /// Writes the boot-sector guest's domain XML and returns its path.
     func writeBootSectorXML(domainType: String) throws -> String {
         let image = directory.appendingPathComponent("boot.img")
         try FileManager.default.copyItem(at: Integration.fixtures.appendingPathComponent("bootsector.img"), to: image)
-        return try fill("bootsector-domain.xml.in", [
-            "@NAME@": name, "@DISK@": image.path, "@SERIAL@": serial.path, "@DOMAIN_TYPE@": domainType,
-        ])
+        return try fill(
+            "bootsector-domain.xml.in",
+            [
+                "@NAME@": name, "@DISK@": image.path, "@SERIAL@": serial.path, "@DOMAIN_TYPE@": domainType,
+            ])
     }
 
     private func fill(_ template: String, _ values: [String: String]) throws -> String {

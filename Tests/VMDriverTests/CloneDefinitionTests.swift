@@ -49,6 +49,10 @@ struct CloneDefinitionTests {
         #expect(xml.contains("/clones/web-2-serial0.log"))
         #expect(xml.contains("<nvram>/clones/web-2_VARS.fd</nvram>"))
         #expect(CloneDefinition.lineage(in: xml) == lineage)
+        // A full clone of that clone carries no record of the first parent.
+        let again = try CloneDefinition(sourceXML: xml).rewritten(
+            name: "web-3", disks: [:], logDirectory: "/c", nvram: nil, lineage: nil)
+        #expect(CloneDefinition.lineage(in: again) == nil)
     }
 
     @Test func xmlSpecialCharactersInNamesAreEscaped() throws {
@@ -60,7 +64,9 @@ struct CloneDefinitionTests {
         #expect(!xml.contains("<evil/>"))
     }
 
-    @Test(arguments: ["", "a/b", "..", ".x", "-x", "tab\there", "line\nbreak", "nul\u{0}", " padded", String(repeating: "é", count: 101)])
+    @Test(arguments: [
+        "", "a/b", "..", ".x", "-x", "tab\there", "line\nbreak", "nul\u{0}", " padded", String(repeating: "é", count: 101),
+    ])
     func badNamesAreRefusedWithCode4(name: String) {
         let error = #expect(throws: VMDriverError.self) { try CloneDefinition.validate(name: name) }
         #expect(error?.code == .invalidParameter)

@@ -1,8 +1,8 @@
 import Foundation
+import Libvirt
 import Testing
 
 @testable import VMDriver
-import Libvirt
 
 typealias LibvirtCode = LibvirtError.Code
 
@@ -49,7 +49,8 @@ struct JobTests {
 
     @Test func cancelStopsTheOperationAndCallsTheAbortHook() async throws {
         let aborted = AsyncStream.makeStream(of: Void.self)
-        let job = Job<Void>(kind: .migrate, subject: "VM 'm'", onCancel: { aborted.continuation.yield() }) { _ throws(VMDriverError) in
+        let job = Job<Void>(kind: .migrate, subject: "VM 'm'", onCancel: { aborted.continuation.yield() }) {
+            _ throws(VMDriverError) in
             do {
                 try await Task.sleep(for: .seconds(30))
             } catch {

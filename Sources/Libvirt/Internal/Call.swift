@@ -43,4 +43,3 @@ func takeString(_ pointer: UnsafeMutablePointer<CChar>) -> String {
     defer { free(pointer) }
     return String(cString: pointer)
 }
-

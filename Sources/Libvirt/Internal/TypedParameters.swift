@@ -52,10 +52,14 @@ final class TypedParameterList {
         case .int(let v): try call("virTypedParamsAddInt") { virTypedParamsAddInt(&parameters, &count, &capacity, key, v) }
         case .uint(let v): try call("virTypedParamsAddUInt") { virTypedParamsAddUInt(&parameters, &count, &capacity, key, v) }
         case .llong(let v): try call("virTypedParamsAddLLong") { virTypedParamsAddLLong(&parameters, &count, &capacity, key, v) }
-        case .ullong(let v): try call("virTypedParamsAddULLong") { virTypedParamsAddULLong(&parameters, &count, &capacity, key, v) }
-        case .double(let v): try call("virTypedParamsAddDouble") { virTypedParamsAddDouble(&parameters, &count, &capacity, key, v) }
-        case .boolean(let v): try call("virTypedParamsAddBoolean") { virTypedParamsAddBoolean(&parameters, &count, &capacity, key, v ? 1 : 0) }
-        case .string(let v): try call("virTypedParamsAddString") { virTypedParamsAddString(&parameters, &count, &capacity, key, v) }
+        case .ullong(let v):
+            try call("virTypedParamsAddULLong") { virTypedParamsAddULLong(&parameters, &count, &capacity, key, v) }
+        case .double(let v):
+            try call("virTypedParamsAddDouble") { virTypedParamsAddDouble(&parameters, &count, &capacity, key, v) }
+        case .boolean(let v):
+            try call("virTypedParamsAddBoolean") { virTypedParamsAddBoolean(&parameters, &count, &capacity, key, v ? 1 : 0) }
+        case .string(let v):
+            try call("virTypedParamsAddString") { virTypedParamsAddString(&parameters, &count, &capacity, key, v) }
         }
     }
 
@@ -109,19 +113,25 @@ public struct TypedParameterField<Record>: @unchecked Sendable {
         Self(key: key, get: { $0[keyPath: path].map(TypedValue.ullong) }, set: { $0[keyPath: path] = $1.unsigned })
     }
     public static func int(_ key: String, _ path: WritableKeyPath<Record, Int32?>) -> Self {
-        Self(key: key, get: { $0[keyPath: path].map(TypedValue.int) }, set: {
-            if case .int(let v) = $1 { $0[keyPath: path] = v }
-        })
+        Self(
+            key: key, get: { $0[keyPath: path].map(TypedValue.int) },
+            set: {
+                if case .int(let v) = $1 { $0[keyPath: path] = v }
+            })
     }
     public static func string(_ key: String, _ path: WritableKeyPath<Record, String?>) -> Self {
-        Self(key: key, get: { $0[keyPath: path].map(TypedValue.string) }, set: {
-            if case .string(let v) = $1 { $0[keyPath: path] = v }
-        })
+        Self(
+            key: key, get: { $0[keyPath: path].map(TypedValue.string) },
+            set: {
+                if case .string(let v) = $1 { $0[keyPath: path] = v }
+            })
     }
     public static func boolean(_ key: String, _ path: WritableKeyPath<Record, Bool?>) -> Self {
-        Self(key: key, get: { $0[keyPath: path].map(TypedValue.boolean) }, set: {
-            if case .boolean(let v) = $1 { $0[keyPath: path] = v }
-        })
+        Self(
+            key: key, get: { $0[keyPath: path].map(TypedValue.boolean) },
+            set: {
+                if case .boolean(let v) = $1 { $0[keyPath: path] = v }
+            })
     }
 }
 

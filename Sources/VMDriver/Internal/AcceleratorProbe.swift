@@ -105,7 +105,8 @@ actor AcceleratorProbe {
             result.runsLinuxGuests = .unavailable("the probe guest did not start")
             return result
         }
-        result.runsGuests = outcome.firstSeen["VMDRIVER-PROBE-START"] != nil
+        result.runsGuests =
+            outcome.firstSeen["VMDRIVER-PROBE-START"] != nil
             ? .available("the probe guest ran real-mode code")
             : .unavailable("the probe guest printed nothing within \(Self.format(outcome.seconds))")
         result.runsLinuxGuests = Self.linuxVerdict(outcome)
@@ -127,7 +128,8 @@ actor AcceleratorProbe {
                     "the probe's fixed workload took \(Self.format(workload)) in long mode (milliseconds under TCG): "
                         + "this accelerator emulates instructions in software" + advice)
             }
-            return .available("the probe guest reached long mode, ran lock cmpxchg16b and its workload in \(Self.format(workload))")
+            return .available(
+                "the probe guest reached long mode, ran lock cmpxchg16b and its workload in \(Self.format(workload))")
         }
         let last = reached.map { "after \($0)" } ?? "before printing anything"
         if outcome.pausedByError {

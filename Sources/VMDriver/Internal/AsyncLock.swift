@@ -3,7 +3,8 @@
 actor KeyedLock<Key: Hashable & Sendable> {
     private var holders: [Key: [CheckedContinuation<Void, Never>]] = [:]
 
-    func withLock<T: Sendable>(_ key: Key, _ body: @Sendable () async throws(VMDriverError) -> T) async throws(VMDriverError) -> T {
+    func withLock<T: Sendable>(_ key: Key, _ body: @Sendable () async throws(VMDriverError) -> T) async throws(VMDriverError) -> T
+    {
         await acquire(key)
         defer { release(key) }
         return try await body()

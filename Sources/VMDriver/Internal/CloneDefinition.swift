@@ -32,17 +32,20 @@ struct CloneDefinition {
     /// they are escaped when the XML is written.
     static func validate(name: String) throws(VMDriverError) {
         let problem: String? =
-            if name.isEmpty { "it is empty" }
-            else if name.utf8.count > 200 { "it is longer than 200 bytes" }
-            else if name.contains("/") || name.contains("\\") { "it contains a path separator" }
-            else if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            if name.isEmpty { "it is empty" } else if name.utf8.count > 200 {
+                "it is longer than 200 bytes"
+            } else if name.contains("/") || name.contains("\\") {
+                "it contains a path separator"
+            } else if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
                 "it contains a control character"
-            } else if name == "." || name == ".." { "it is a relative directory name" }
-            else if name.hasPrefix("-") || name.hasPrefix(".") { "it starts with '\(name.first!)'" }
-            else if name != name.trimmingCharacters(in: .whitespaces) { "it starts or ends with white space" }
-            else { nil }
+            } else if name == "." || name == ".." {
+                "it is a relative directory name"
+            } else if name.hasPrefix("-") || name.hasPrefix(".") {
+                "it starts with '\(name.first!)'"
+            } else if name != name.trimmingCharacters(in: .whitespaces) { "it starts or ends with white space" } else { nil }
         if let problem {
-            throw VMDriverError(.invalidParameter, "'\(name.debugDescription.dropFirst().dropLast())' cannot name a VM: \(problem)")
+            throw VMDriverError(
+                .invalidParameter, "'\(name.debugDescription.dropFirst().dropLast())' cannot name a VM: \(problem)")
         }
     }
 
@@ -93,9 +96,10 @@ struct CloneDefinition {
                 console.child("source")?.set("path", serial)
             }
         }
+        // The source's own clone record (it may be a linked clone itself) is not the clone's.
+        root.child("metadata")?.removeChildren { $0.name.hasSuffix(":clone") && $0.attributes.values.contains(Self.namespace) }
         if let lineage {
             let metadata = root.child("metadata") ?? root.append("metadata")
-            metadata.removeChildren { $0.name == "vmdriver:clone" }
             let record = metadata.append(
                 "vmdriver:clone",
                 attributes: [
@@ -110,7 +114,9 @@ struct CloneDefinition {
     /// Reads VMDriver's clone record from a domain's XML, if it has one.
     static func lineage(in xml: String) -> Lineage? {
         guard let root = try? XMLTree.parse(xml),
-            let record = root.child("metadata")?.children.first(where: { $0.name.hasSuffix(":clone") && $0.attributes.values.contains(namespace) }),
+            let record = root.child("metadata")?.children.first(where: {
+                $0.name.hasSuffix(":clone") && $0.attributes.values.contains(namespace)
+            }),
             let uuidText = record.attributes["parent-uuid"], let uuid = UUID(uuidString: uuidText)
         else { return nil }
         return Lineage(

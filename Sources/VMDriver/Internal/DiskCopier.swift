@@ -25,7 +25,9 @@ enum DiskCopier {
     }
 
     /// Copies one image. `progress` gets the bytes written so far.
-    static func copy(_ plan: Plan, handle: Subprocess.Handle, progress: @escaping @Sendable (UInt64) -> Void) throws(VMDriverError) {
+    static func copy(_ plan: Plan, handle: Subprocess.Handle, progress: @escaping @Sendable (UInt64) -> Void)
+        throws(VMDriverError)
+    {
         let output: Subprocess.Output
         do {
             if plan.flatten {

@@ -46,7 +46,8 @@ struct DiskLayout: Sendable {
             guard type == "file", let path else {
                 throw VMDriverError(
                     .notSupported,
-                    "\(label) has a \(type) disk (\(disk.child("target")?.attributes["dev"] ?? "?")): VMDriver clones file-backed disks only")
+                    "\(label) has a \(type) disk (\(disk.child("target")?.attributes["dev"] ?? "?")): VMDriver clones file-backed disks only"
+                )
             }
             let image = ImageInspector.inspect(path: path, connection: domain.connection, isRemote: host.isRemote)
             guard let chain = image.chain else {

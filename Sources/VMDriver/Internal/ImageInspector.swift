@@ -64,7 +64,9 @@ enum ImageInspector {
                 if current == path {
                     return Result(note: "no storage pool on the host covers \(path), so its image cannot be read remotely")
                 }
-                return Result(format: format, chain: chain, note: "backing image \(current) is not in a storage pool; the chain stops there")
+                return Result(
+                    format: format, chain: chain, note: "backing image \(current) is not in a storage pool; the chain stops there"
+                )
             }
             guard let root = try? XMLTree.parse(xml) else {
                 return Result(note: "libvirt returned unreadable volume XML for \(current)")

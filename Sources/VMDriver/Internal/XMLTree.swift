@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(FoundationXML)
-import FoundationXML
+    import FoundationXML
 #endif
 
 /// A small, strict XML tree. Built with `XMLParser`, which stops at the first well-formedness
