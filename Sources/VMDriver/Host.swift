@@ -74,11 +74,15 @@ public final class Host: Sendable {
 
     /// Runs a blocking libvirt call on the dedicated pool, turning its failure into a
     /// `VMDriverError` whose message starts with `context`.
+    /// - Parameter evenIfCancelled: run it even when the calling task was cancelled (clean-up).
     func blocking<T: Sendable>(
-        _ context: @autoclosure () -> String, _ body: @escaping @Sendable (Connection) throws -> T
+        _ context: @autoclosure () -> String, evenIfCancelled: Bool = false,
+        _ body: @escaping @Sendable (Connection) throws -> T
     ) async throws(VMDriverError) -> T {
         do {
-            return try await BlockingPool.shared.run { [connection] in try body(connection) }
+            return try await BlockingPool.shared.run(honoringCancellation: !evenIfCancelled) { [connection] in
+                try body(connection)
+            }
         } catch let error as VMDriverError {
             throw error
         } catch let error as LibvirtError {

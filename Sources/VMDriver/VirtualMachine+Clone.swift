@@ -342,7 +342,9 @@ struct ClonePlan: Sendable {
         async throws(VMDriverError)
     {
         for (target, entry) in frozen.sorted(by: { $0.key < $1.key }) {
-            try await source.host.blocking("cannot merge \(entry.overlay) back into \(entry.frozen.path) for \(source.label)") {
+            try await source.host.blocking(
+                "cannot merge \(entry.overlay) back into \(entry.frozen.path) for \(source.label)", evenIfCancelled: true
+            ) {
                 [domain = source.domain] _ in
                 // SHALLOW: into the overlay's own backing image, never deeper (deeper images may be
                 // shared with linked clones).
@@ -388,7 +390,7 @@ struct ClonePlan: Sendable {
         let (files, domain) = created.take()
         let remote = source.host.isRemote
         let failures =
-            (try? await source.host.blocking("rolling back") { connection -> [String] in
+            (try? await source.host.blocking("rolling back", evenIfCancelled: true) { connection -> [String] in
                 var failures: [String] = []
                 if let domain {
                     do { try domain.undefine([.nvram]) } catch { failures.append("the definition of '\(name)' (\(error))") }

@@ -317,6 +317,10 @@ struct CloneTests {
         )
         try xml.write(toFile: path, atomically: true, encoding: .utf8)
         let source = try await host.open(path)
+        // Running: the cancel must also merge the source's temporary overlays back.
+        try await source.start()
+        #expect(await sandbox.waitFor(60) { sandbox.heartbeats().count >= 1 })
+        let disksBefore = try await source.details().disks
         let files = try FileManager.default.contentsOfDirectory(atPath: sandbox.directory.path).sorted()
         let sum = try run("sha256sum", [big.path])
 
@@ -331,6 +335,12 @@ struct CloneTests {
         #expect(error?.message.contains("was cancelled") == true, "\(error?.message ?? "")")
         #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.directory.path).sorted() == files)
         await #expect(throws: VMDriverError.self) { try await host.open("\(sandbox.name)-c") }
+        // The source never stopped and is back on its own images.
+        #expect(try await source.state() == .running)
+        #expect(try await source.details().disks == disksBefore)
+        let beats = sandbox.heartbeats()
+        #expect(beats == Array(1...beats.count))
+        try await source.destroy()
         #expect(try run("sha256sum", [big.path]) == sum)
     }
 

@@ -24,7 +24,14 @@ final class BlockingPool: @unchecked Sendable {
     init(maximumThreads: Int) { self.maximumThreads = maximumThreads }
 
     /// Runs `body` on a pool thread and returns its result.
-    func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    /// - Parameter honoringCancellation: false for clean-up work (a rollback, merging a frozen
+    ///   disk back) that must run even when the task that asks for it was cancelled.
+    func run<T: Sendable>(honoringCancellation: Bool = true, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        guard honoringCancellation else {
+            return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                enqueue(Item { _ in continuation.resume(with: Result { try body() }) })
+            }
+        }
         let box = Mutex<Item?>(nil)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
