@@ -49,8 +49,14 @@ if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
   chmod 0660 /dev/kvm
 fi
 
-# Running = a live (not zombie: PID 1 here reaps late) process and its socket.
-running() { ps -C "$1" -o stat= 2>/dev/null | grep -qv '^Z' && [ -S "$2" ]; }
+# Running = the process in this host's pidfile is alive (not a zombie: PID 1 here reaps late)
+# and its socket is there. By pidfile, because the testbed's daemons (scripts/testbed.sh) run
+# in namespaces of their own under the same names.
+running() {
+  local pid
+  pid=$(cat "/run/$1.pid" 2>/dev/null) || return 1
+  [ -n "$pid" ] && ps -p "$pid" -o stat= 2>/dev/null | grep -qv '^Z' && [ -S "$2" ]
+}
 
 # Only start daemons of the root namespace: a testbed's daemons live in their own mount
 # namespaces and do not own the sockets under this /run.

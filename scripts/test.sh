@@ -10,8 +10,15 @@ cd "$(dirname "$0")/.."
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 # Which daemons run before we start: those we start, we stop at the end.
-# A zombie is not running: PID 1 here reaps late, so a killed daemon lingers as one.
-alive() { ps -C "$1" -o stat= 2>/dev/null | grep -qv '^Z'; }
+# This host's daemons, by their pidfiles in /run: the testbed's daemons (scripts/testbed.sh)
+# run in namespaces of their own and are not ours to stop. A zombie is not running: PID 1
+# here reaps late, so a killed daemon lingers as one.
+pid_of() { cat "/run/$1.pid" 2>/dev/null; }
+alive() {
+  local pid
+  pid=$(pid_of "$1") || return 1
+  [ -n "$pid" ] && ps -p "$pid" -o stat= 2>/dev/null | grep -qv '^Z'
+}
 was_running() { alive "$1"; }
 started=()
 was_running virtlogd || started+=(virtlogd)
@@ -23,7 +30,7 @@ cleanup() {
   for daemon in libvirtd virtlogd; do
     if [[ " ${started[*]-} " == *" $daemon "* ]]; then
       log "stopping $daemon (this script started it)"
-      pkill -TERM -x "$daemon" || true
+      kill -TERM "$(pid_of "$daemon")" 2>/dev/null || true
       for _ in $(seq 1 50); do
         alive "$daemon" || break
         sleep 0.1
