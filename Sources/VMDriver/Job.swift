@@ -5,6 +5,7 @@ import Synchronization
 public enum JobKind: String, Sendable, Codable {
     case shutdown
     case clone
+    case promote
     case migrate
 }
 
@@ -25,6 +26,14 @@ public struct JobProgress: Sendable, Codable, Equatable {
     public var bytesProcessed: UInt64?
     public var bytesRemaining: UInt64?
     public var bytesTotal: UInt64?
+    /// Migration: memory and disk still to send, throughput, the guest's dirty rate, the
+    /// pre-copy iteration and the downtime the switch-over would take now.
+    public var memoryRemaining: UInt64?
+    public var diskRemaining: UInt64?
+    public var bytesPerSecond: UInt64?
+    public var dirtyPagesPerSecond: UInt64?
+    public var iteration: UInt64?
+    public var expectedDowntimeMilliseconds: UInt64?
 
     public init(
         phase: String, percent: Double? = nil, bytesProcessed: UInt64? = nil, bytesRemaining: UInt64? = nil,

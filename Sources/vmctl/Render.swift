@@ -84,7 +84,13 @@ struct ProgressBar {
             progress.bytesProcessed.map { done in
                 " " + Self.size(done) + (progress.bytesTotal.map { " of " + Self.size($0) } ?? "")
             } ?? ""
-        FileHandle.standardError.write(Data("\r\u{1B}[K[\(bar)] \(percent)\(bytes) \(progress.phase)".utf8))
+        var extra = ""
+        if let memory = progress.memoryRemaining { extra += " mem left \(Self.size(memory))" }
+        if let disk = progress.diskRemaining, disk > 0 { extra += " disk left \(Self.size(disk))" }
+        if let rate = progress.bytesPerSecond { extra += " \(Self.size(rate))/s" }
+        if let dirty = progress.dirtyPagesPerSecond { extra += " dirty \(dirty) pages/s" }
+        if let downtime = progress.expectedDowntimeMilliseconds { extra += " downtime ~\(downtime) ms" }
+        FileHandle.standardError.write(Data("\r\u{1B}[K[\(bar)] \(percent)\(bytes) \(progress.phase)\(extra)".utf8))
     }
 
     static func size(_ bytes: UInt64) -> String {

@@ -50,3 +50,32 @@ struct TypedParameterTests {
         #expect(decoded.map(\.1) == entries.map(\.1))
     }
 }
+
+@Suite("Migration parameters")
+struct MigrationParameterTests {
+    /// Every key of the migration table, lists included, survives libvirt's C representation.
+    @Test func everyKeyRoundTripsThroughLibvirt() throws {
+        var parameters = Domain.MigrationParameters()
+        parameters.migrateURI = "tcp://10.77.0.2"
+        parameters.destinationName = "web-moved"
+        parameters.destinationXML = "<domain/>"
+        parameters.persistentXML = "<domain type='kvm'/>"
+        parameters.bandwidth = 20
+        parameters.bandwidthPostcopy = 1 << 30
+        parameters.listenAddress = "10.77.0.2"
+        parameters.migrateDisks = ["vda", "vdb"]
+        parameters.disksPort = 49153
+        parameters.disksURI = "tcp://10.77.0.2:49153"
+        parameters.compression = ["xbzrle", "mt"]
+        parameters.autoConvergeInitial = 20
+        parameters.autoConvergeIncrement = 10
+        parameters.parallelConnections = 4
+        parameters.tlsDestination = "hostb"
+        let entries = parameters.typedParameters
+        // Every key of the table is used, and no two fields share one.
+        #expect(Set(entries.map(\.0)) == Set(Domain.MigrationParameters.fields.map(\.key)))
+        #expect(Set(Domain.MigrationParameters.fields.map(\.key)).count == Domain.MigrationParameters.fields.count)
+        #expect(entries.filter { $0.0 == "migrate_disks" }.count == 2)
+        #expect(try parameters.roundTripThroughLibvirt() == parameters)
+    }
+}

@@ -106,39 +106,50 @@ public protocol TypedParameterRecord: Sendable, Equatable {
 public struct TypedParameterField<Record>: @unchecked Sendable {
     // Key paths are immutable values; @unchecked because WritableKeyPath is not declared Sendable.
     public let key: String
-    let get: (Record) -> TypedValue?
+    /// The values the field contributes (several for a list, such as `migrate_disks`).
+    let values: (Record) -> [TypedValue]
+    /// Stores one value read back (a list appends).
     let set: (inout Record, TypedValue) -> Void
 
+    /// The field's (first) value.
+    var get: (Record) -> TypedValue? { { values($0).first } }
+
+    private static func single(
+        _ key: String, _ read: @escaping (Record) -> TypedValue?, _ write: @escaping (inout Record, TypedValue) -> Void
+    ) -> Self {
+        Self(key: key, values: { read($0).map { [$0] } ?? [] }, set: write)
+    }
+
     public static func ullong(_ key: String, _ path: WritableKeyPath<Record, UInt64?>) -> Self {
-        Self(key: key, get: { $0[keyPath: path].map(TypedValue.ullong) }, set: { $0[keyPath: path] = $1.unsigned })
+        single(key, { $0[keyPath: path].map(TypedValue.ullong) }, { $0[keyPath: path] = $1.unsigned })
     }
     public static func int(_ key: String, _ path: WritableKeyPath<Record, Int32?>) -> Self {
-        Self(
-            key: key, get: { $0[keyPath: path].map(TypedValue.int) },
-            set: {
-                if case .int(let v) = $1 { $0[keyPath: path] = v }
-            })
+        single(key, { $0[keyPath: path].map(TypedValue.int) }) {
+            if case .int(let v) = $1 { $0[keyPath: path] = v }
+        }
     }
     public static func string(_ key: String, _ path: WritableKeyPath<Record, String?>) -> Self {
-        Self(
-            key: key, get: { $0[keyPath: path].map(TypedValue.string) },
-            set: {
-                if case .string(let v) = $1 { $0[keyPath: path] = v }
-            })
+        single(key, { $0[keyPath: path].map(TypedValue.string) }) {
+            if case .string(let v) = $1 { $0[keyPath: path] = v }
+        }
     }
     public static func boolean(_ key: String, _ path: WritableKeyPath<Record, Bool?>) -> Self {
-        Self(
-            key: key, get: { $0[keyPath: path].map(TypedValue.boolean) },
-            set: {
-                if case .boolean(let v) = $1 { $0[keyPath: path] = v }
-            })
+        single(key, { $0[keyPath: path].map(TypedValue.boolean) }) {
+            if case .boolean(let v) = $1 { $0[keyPath: path] = v }
+        }
+    }
+    /// A key libvirt accepts several times, one string each (`migrate_disks`, `compression`).
+    public static func strings(_ key: String, _ path: WritableKeyPath<Record, [String]?>) -> Self {
+        Self(key: key, values: { ($0[keyPath: path] ?? []).map(TypedValue.string) }) {
+            if case .string(let v) = $1 { $0[keyPath: path] = ($0[keyPath: path] ?? []) + [v] }
+        }
     }
 }
 
 extension TypedParameterRecord {
     /// The fields that are set, as (key, value) pairs in key-table order.
     public var typedParameters: [(String, TypedValue)] {
-        Self.fields.compactMap { field in field.get(self).map { (field.key, $0) } }
+        Self.fields.flatMap { field in field.values(self).map { (field.key, $0) } }
     }
 
     /// Fills a record from (key, value) pairs; unknown keys are ignored.

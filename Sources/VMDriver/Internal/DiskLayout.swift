@@ -51,7 +51,11 @@ struct DiskLayout: Sendable {
             }
             let image = ImageInspector.inspect(path: path, connection: domain.connection, isRemote: host.isRemote)
             guard let chain = image.chain else {
-                throw VMDriverError(.failed, "cannot read disk image \(path) of \(label): \(image.note ?? "unknown error")")
+                // On a remote host, images are read through storage pools: without one it is
+                // something the host does not offer, not a failure.
+                throw VMDriverError(
+                    host.isRemote ? .notSupported : .failed,
+                    "cannot read disk image \(path) of \(label): \(image.note ?? "unknown error")")
             }
             disks.append(
                 Disk(

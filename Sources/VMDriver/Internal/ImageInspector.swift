@@ -59,7 +59,7 @@ enum ImageInspector {
         while seen.insert(current).inserted {
             let xml: String
             do {
-                xml = try connection.lookupStorageVolume(path: current).xmlDescription()
+                xml = try Self.volume(at: current, connection: connection).xmlDescription()
             } catch {
                 if current == path {
                     return Result(note: "no storage pool on the host covers \(path), so its image cannot be read remotely")
@@ -78,5 +78,18 @@ enum ImageInspector {
             current = next
         }
         return Result(format: format, chain: chain)
+    }
+
+    /// The volume at `path`; a pool that covers its folder but has not seen the file yet (it
+    /// was made outside libvirt) is refreshed once.
+    static func volume(at path: String, connection: Connection) throws -> StorageVolume {
+        do {
+            return try connection.lookupStorageVolume(path: path)
+        } catch {
+            guard let pool = try StoragePools.covering((path as NSString).deletingLastPathComponent, connection: connection)
+            else { throw error }
+            try pool.refresh()
+            return try connection.lookupStorageVolume(path: path)
+        }
     }
 }

@@ -33,7 +33,7 @@ enum StoragePools {
         try pool.refresh()
         let capacity: UInt64
         do {
-            capacity = try connection.lookupStorageVolume(path: base).info().capacity
+            capacity = try ImageInspector.volume(at: base, connection: connection).info().capacity
         } catch {
             throw VMDriverError(
                 .notSupported,
@@ -50,5 +50,24 @@ enum StoragePools {
         backing.append("path", text: base)
         backing.append("format", attributes: [("type", baseFormat)])
         _ = try pool.createVolume(xml: volume.serialized())
+    }
+
+    /// Whether `directory` is the same storage on both hosts: a probe file made through the
+    /// source's pool for it is looked up through the target's. nil when either host has no
+    /// pool covering the folder (then it cannot be told). Blocking.
+    static func sameStorage(_ directory: String, source: Connection, target: Connection) -> Bool? {
+        guard let sourcePool = try? covering(directory, connection: source),
+            let targetPool = try? covering(directory, connection: target)
+        else { return nil }
+        let name = ".vmdriver-probe-\(UUID().uuidString.lowercased())"
+        let volume = XMLTree(name: "volume")
+        volume.append("name", text: name)
+        volume.append("capacity", attributes: [("unit", "bytes")], text: "0")
+        volume.append("target").append("format", attributes: [("type", "raw")])
+        guard let probe = try? sourcePool.createVolume(xml: volume.serialized()) else { return nil }
+        defer { try? probe.delete() }
+        try? targetPool.refresh()
+        let seen = (try? targetPool.lookupVolume(name: name)) != nil
+        return seen
     }
 }

@@ -1,0 +1,98 @@
+import Foundation
+
+/// How to migrate: the Parallels PVMT_*/PVMSL_* flags and CIM's MigrationSettingData, in
+/// Swift's shape.
+public struct MigrationOptions: Sendable, Equatable {
+    /// PVMT_* / CIM MigrationType.
+    public enum MigrationType: String, Sendable, Codable, CaseIterable {
+        /// Hot if the VM runs (or is paused), cold if it is shut off.
+        case auto
+        /// Live (CIM Live): the guest keeps running while its memory moves.
+        case hot
+        /// The guest is paused during the transfer and resumed on the target (CIM Resume).
+        case warm
+        /// The guest is shut down, moved, and started again on the target if it was running
+        /// (CIM Restart).
+        case cold
+    }
+
+    /// PVMSL_*.
+    public enum Security: String, Sendable, Codable, CaseIterable {
+        /// Plain TCP for control and data.
+        case low
+        /// An authenticated, encrypted control connection (TLS); data as the host provides.
+        case normal
+        /// Every byte encrypted: TLS control and QEMU native TLS for the data, the target's
+        /// certificate checked against its name or address.
+        case high
+    }
+
+    /// How disks travel.
+    public enum Storage: String, Sendable, Codable, CaseIterable {
+        /// Shared disks stay in place (sharing is verified, not guessed); others are copied.
+        case auto
+        /// The disks are on storage both hosts see: nothing is copied.
+        case shared
+        /// Every disk is copied to the target.
+        case copy
+        /// Only each disk's top image is copied (linked clones whose base the target has).
+        case incremental
+    }
+
+    /// What to do when a live migration does not converge.
+    public enum Policy: String, Sendable, Codable, CaseIterable {
+        /// Leave it to libvirt's settings.
+        case plain
+        /// Step the allowed downtime up, let auto-converge throttle, then switch to post-copy
+        /// where available; give up with code 3 at the timeout.
+        case converge
+    }
+
+    public var type: MigrationType = .auto
+    public var security: Security = .low
+    public var storage: Storage = .auto
+    public var policy: Policy = .converge
+    /// Keep the VM defined on the source (the vendors' clone mode / keep-src).
+    public var keepSource = false
+    /// Cold: destroy the VM if it has not shut down by `shutdownTimeout`.
+    public var force = false
+    public var shutdownTimeout: Duration = .seconds(60)
+    /// New settings on the target (CIM NewSystemSettingData / NewResourceSettingData).
+    public var newName: String?
+    public var memoryMiB: UInt64?
+    public var vcpus: UInt32?
+    /// Tuning.
+    public var bandwidthMiBps: UInt64?
+    public var maxDowntimeMilliseconds: UInt64?
+    public var parallelConnections: Int?
+    public var compress = false
+    public var autoConverge = false
+    public var postcopy = false
+    /// Give up (code 3) after this long; nil scales with the VM's memory.
+    public var timeout: Duration?
+    /// Directory with cacert.pem, clientcert.pem and clientkey.pem for VMDriver's own TLS
+    /// connection to the target (libvirt's `pkipath`); the source host uses its own.
+    public var clientPKIPath: String?
+
+    public init() {}
+}
+
+/// What a finished migration reports.
+public struct MigrationResult: Sendable, Codable, Equatable {
+    public var vm: String
+    public var source: String
+    public var destination: String
+    public var type: MigrationOptions.MigrationType
+    public var storage: MigrationOptions.Storage
+    public var security: MigrationOptions.Security
+    /// Wall time of the whole job, in seconds.
+    public var seconds: Double
+    /// The guest's measured downtime at the switch-over, when libvirt reports it.
+    public var downtimeMilliseconds: UInt64?
+    /// Bytes moved (memory and disks).
+    public var bytesTransferred: UInt64?
+    /// The VM's state on the destination.
+    public var state: VMState
+    /// What the convergence policy did, in order.
+    public var steps: [String]
+}

@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import VMDriver
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Migrate a VM to another host: hot (live), warm (paused while it moves) or cold (shut down, moved, restarted).",
+        discussion: """
+            DEST is a DNS name, an IPv4 or IPv6 address (optionally with :PORT, IPv6 as [ADDR]:PORT), or a
+            libvirt URI. Always peer-to-peer: the source's libvirtd connects to the target's. The target
+            keeps the VM's definition and the source drops it unless --keep-source.
+            """)
+
+    @ParentCommand var root: VMCtl
+    @OptionGroup var output: OutputOptions
+
+    @Argument(help: ArgumentHelp("The VM (name or UUID).", valueName: "vm")) var vm: String
+    @Argument(help: ArgumentHelp("Where to: host name, address or libvirt URI.", valueName: "dest")) var destination: String
+
+    @Option(help: "hot, warm, cold or auto (hot if running, cold if shut off).") var type: MigrationOptions.MigrationType = .auto
+    @Option(help: "low (plain TCP), normal (TLS control), high (TLS control and data).") var security: MigrationOptions.Security =
+        .low
+    @Option(help: "auto (verify sharing), shared, copy or incremental.") var storage: MigrationOptions.Storage = .auto
+    @Option(help: "converge (step downtime, auto-converge, post-copy) or plain.") var policy: MigrationOptions.Policy = .converge
+    @Flag(help: "Keep the VM defined on the source.") var keepSource = false
+    @Flag(help: "Cold: destroy the VM if it does not shut down in time.") var force = false
+    @Option(help: ArgumentHelp("New name on the target.", valueName: "name")) var name: String?
+    @Option(help: ArgumentHelp("New memory size on the target (MiB).", valueName: "MiB")) var memory: UInt64?
+    @Option(help: ArgumentHelp("New vCPU count on the target.", valueName: "n")) var vcpus: UInt32?
+    @Option(help: ArgumentHelp("Bandwidth cap (MiB/s).", valueName: "MiB/s")) var bandwidth: UInt64?
+    @Option(help: ArgumentHelp("Allowed downtime at the switch-over (ms).", valueName: "ms")) var maxDowntime: UInt64?
+    @Option(help: ArgumentHelp("Parallel connections (multifd).", valueName: "n")) var parallel: Int?
+    @Flag(help: "Compress re-sent pages (XBZRLE).") var compress = false
+    @Flag(help: "Let QEMU throttle a guest that dirties memory too fast.") var autoConverge = false
+    @Flag(help: "Allow post-copy.") var postcopy = false
+    @Option(help: ArgumentHelp("Give up after this many seconds (default: scaled by memory).", valueName: "s")) var timeout:
+        Double?
+    @Option(help: ArgumentHelp("pkipath for vmctl's own TLS connection to the target.", valueName: "dir")) var pkipath: String?
+    @Flag(help: "Only check whether the VM could migrate; change nothing.") var check = false
+
+    func validate() throws {
+        if let timeout, !(timeout > 0) { throw ValidationError("--timeout must be a positive number of seconds") }
+        if let parallel, parallel < 1 { throw ValidationError("--parallel must be at least 1") }
+    }
+
+    var options: MigrationOptions {
+        var options = MigrationOptions()
+        options.type = type
+        options.security = security
+        options.storage = storage
+        options.policy = policy
+        options.keepSource = keepSource
+        options.force = force
+        options.newName = name
+        options.memoryMiB = memory
+        options.vcpus = vcpus
+        options.bandwidthMiBps = bandwidth
+        options.maxDowntimeMilliseconds = maxDowntime
+        options.parallelConnections = parallel
+        options.compress = compress
+        options.autoConverge = autoConverge
+        options.postcopy = postcopy
+        options.timeout = timeout.map { .milliseconds(Int64($0 * 1000)) }
+        options.clientPKIPath = pkipath ?? ProcessInfo.processInfo.environment["VMDRIVER_PKIPATH"]
+        return options
+    }
+
+    func run() async throws {
+        try await reporting { () async throws(VMDriverError) in
+            let host = try await root.connection.host()
+            let machine = try await host.open(vm)
+            if check {
+                let answer = await machine.checkMigration(to: destination, options: options)
+                if output.json {
+                    print(Render.json(answer))
+                } else {
+                    print(
+                        answer.migratable
+                            ? "VM '\(machine.name)' can migrate to \(destination)."
+                            : "VM '\(machine.name)' cannot migrate to \(destination):")
+                    for problem in answer.problems { print("  [code \(problem.code.rawValue)] \(problem.message)") }
+                    for decision in answer.decisions { print("  - \(decision)") }
+                }
+                try await host.close()
+                if let first = answer.problems.first { throw VMDriverError(first.code, "not migratable: \(first.message)") }
+                return
+            }
+            let job = try await machine.migrate(to: destination, options: options)
+            let result = try await ProgressBar.follow(job)
+            if output.json {
+                print(Render.json(result))
+            } else {
+                print(
+                    "Migrated VM '\(result.vm)' (\(result.type.rawValue), storage \(result.storage.rawValue), security \(result.security.rawValue)) "
+                        + "from \(result.source) to \(result.destination) in \(String(format: "%.2f", result.seconds)) s; it is \(result.state) there."
+                )
+                print(
+                    "Downtime: \(result.downtimeMilliseconds.map { "\($0) ms" } ?? "n/a"); moved: \(result.bytesTransferred.map(ProgressBar.size) ?? "n/a")."
+                )
+                for step in result.steps { print("  - \(step)") }
+            }
+            try await host.close()
+        }
+    }
+}
+
+extension MigrationOptions.MigrationType: ExpressibleByArgument {}
+extension MigrationOptions.Security: ExpressibleByArgument {}
+extension MigrationOptions.Storage: ExpressibleByArgument {}
+extension MigrationOptions.Policy: ExpressibleByArgument {}
