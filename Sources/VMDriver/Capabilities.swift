@@ -243,8 +243,6 @@ struct CapabilityProbe {
 
 /// The certificates libvirt and QEMU use for TLS, at their default paths for root.
 struct PKI {
-    var fileManager: FileManager { .default }
-
     private func missing(_ paths: [String]) -> [String] {
         paths.filter { !FileManager.default.isReadableFile(atPath: $0) }
     }

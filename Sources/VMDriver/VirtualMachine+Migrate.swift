@@ -190,7 +190,10 @@ struct MigrationPlan: Sendable {
                 var shared: [String: Bool] = [:]
                 var targetPools: [String: Bool] = [:]
                 for directory in Set((layout?.disks ?? []).map { ($0.path as NSString).deletingLastPathComponent }) {
-                    shared[directory] = StoragePools.sameStorage(directory, source: connection, target: targetConnection)
+                    // The probe file is only needed when VMDriver decides the storage mode itself.
+                    if options.storage == .auto {
+                        shared[directory] = StoragePools.sameStorage(directory, source: connection, target: targetConnection)
+                    }
                     targetPools[directory] = (try? StoragePools.covering(directory, connection: targetConnection)) != nil
                 }
                 return Facts(
@@ -315,20 +318,11 @@ struct MigrationPlan: Sendable {
             "type \(type.rawValue)", "storage \(storage.rawValue)", "security \(options.security.rawValue)",
             "peer URI \(peerURI)", "flags \(describe(flags))", "timeout \(Job<Void>.format(timeout))",
         ]
-        if !problems.isEmpty {
-            return (
-                MigrationPlan(
-                    vm: vm, destination: destination, options: options, type: type, storage: storage, peerURI: peerURI,
-                    destinationHost: target, flags: flags, parameters: parameters, wasActive: facts.state.isActive,
-                    timeout: timeout, targetName: targetName, decisions: decisions), problems
-            )
-        }
-        return (
-            MigrationPlan(
-                vm: vm, destination: destination, options: options, type: type, storage: storage, peerURI: peerURI,
-                destinationHost: target, flags: flags, parameters: parameters, wasActive: facts.state.isActive, timeout: timeout,
-                targetName: targetName, decisions: decisions), []
-        )
+        let plan = MigrationPlan(
+            vm: vm, destination: destination, options: options, type: type, storage: storage, peerURI: peerURI,
+            destinationHost: target, flags: flags, parameters: parameters, wasActive: facts.state.isActive, timeout: timeout,
+            targetName: targetName, decisions: decisions)
+        return (plan, problems)
     }
 
     static func securityKey(_ security: MigrationOptions.Security) -> Capabilities.SecurityLevel {

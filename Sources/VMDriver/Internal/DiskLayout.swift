@@ -75,18 +75,25 @@ enum LocalImages {
         return path
     }
 
-    /// Creates a qcow2 overlay of `base`. Fails if `overlay` exists.
-    static func createOverlay(_ overlay: String, base: String, baseFormat: String) throws(VMDriverError) {
+    /// Runs qemu-img with `arguments`; a failure says what VMDriver was doing (`doing`).
+    private static func runQemuImg(_ arguments: [String], doing: String) throws(VMDriverError) {
         let tool = try qemuImg()
         let output: Subprocess.Output
         do {
-            output = try Subprocess.run(tool, ["create", "-q", "-f", "qcow2", "-F", baseFormat, "-b", base, "--", overlay])
+            output = try Subprocess.run(tool, arguments)
         } catch {
             throw VMDriverError(.failed, "cannot run qemu-img: \(error)", cause: error)
         }
         guard output.status == 0 else {
-            throw VMDriverError(.failed, "cannot create overlay \(overlay) on \(base): \(output.stderr)")
+            throw VMDriverError(.failed, "\(doing): \(output.stderr)")
         }
+    }
+
+    /// Creates a qcow2 overlay of `base`. Fails if `overlay` exists.
+    static func createOverlay(_ overlay: String, base: String, baseFormat: String) throws(VMDriverError) {
+        try runQemuImg(
+            ["create", "-q", "-f", "qcow2", "-F", baseFormat, "-b", base, "--", overlay],
+            doing: "cannot create overlay \(overlay) on \(base)")
     }
 
     /// Whether a qcow2 overlay holds no data of its own (nobody wrote to it yet).
@@ -101,15 +108,6 @@ enum LocalImages {
 
     /// Makes an overlay standalone by copying its backing data into it (`qemu-img rebase -b ""`).
     static func flattenInPlace(_ path: String, format: String) throws(VMDriverError) {
-        let tool = try qemuImg()
-        let output: Subprocess.Output
-        do {
-            output = try Subprocess.run(tool, ["rebase", "-q", "-f", format, "-b", "", "--", path])
-        } catch {
-            throw VMDriverError(.failed, "cannot run qemu-img: \(error)", cause: error)
-        }
-        guard output.status == 0 else {
-            throw VMDriverError(.failed, "cannot make \(path) standalone: \(output.stderr)")
-        }
+        try runQemuImg(["rebase", "-q", "-f", format, "-b", "", "--", path], doing: "cannot make \(path) standalone")
     }
 }
