@@ -23,10 +23,15 @@ was_running() { alive "$1"; }
 started=()
 was_running virtlogd || started+=(virtlogd)
 was_running libvirtd || started+=(libvirtd)
+testbed_started=no
 
 cleanup() {
   local status=$?
   bash scripts/sweep.sh || true
+  if [ "$testbed_started" = yes ]; then
+    log "taking the testbed down (this script brought it up)"
+    bash scripts/testbed.sh down || true
+  fi
   for daemon in libvirtd virtlogd; do
     if [[ " ${started[*]-} " == *" $daemon "* ]]; then
       log "stopping $daemon (this script started it)"
@@ -44,6 +49,17 @@ trap cleanup EXIT
 bash scripts/setup-host.sh
 fixtures=$(bash Fixtures/build.sh)
 export VMDRIVER_FIXTURES="$fixtures" VMDRIVER_INTEGRATION=1
+
+# The two-host testbed for the migration tests: up (if it is not), and where its hosts are.
+bash scripts/testbed.sh status >/dev/null 2>&1 || testbed_started=yes
+while read -r host uri addr; do
+  upper=$(printf '%s' "$host" | tr '[:lower:]' '[:upper:]')
+  export "VMDRIVER_TESTBED_${upper}_URI=${uri#uri=}" "VMDRIVER_TESTBED_${upper}_ADDR=${addr#addr=}"
+done < <(bash scripts/testbed.sh up)
+[ -n "${VMDRIVER_TESTBED_HOSTB_URI:-}" ] || {
+  log "the testbed did not come up"
+  exit 1
+}
 
 build_flags=()
 # CI treats warnings in our own code as errors.

@@ -1,0 +1,149 @@
+import Foundation
+import Libvirt
+import Testing
+
+/// The two-host testbed `scripts/test.sh` brings up with `scripts/testbed.sh up`: hosta and
+/// hostb, each its own libvirtd in its own namespaces. Tests that need it are enabled only when
+/// test.sh exported where the hosts are.
+enum Testbed {
+    static let environment = ProcessInfo.processInfo.environment
+    static let enabled = Integration.enabled && environment["VMDRIVER_TESTBED_HOSTA_URI"] != nil
+    static let root = environment["VMDRIVER_TESTBED"] ?? "/var/lib/vmdriver-testbed"
+
+    enum Name: String, CaseIterable, Sendable, CustomStringConvertible {
+        case hosta, hostb
+        var other: Name { self == .hosta ? .hostb : .hosta }
+        var description: String { rawValue }
+        var uri: String { Testbed.environment["VMDRIVER_TESTBED_\(rawValue.uppercased())_URI"] ?? "" }
+        var address: String { Testbed.environment["VMDRIVER_TESTBED_\(rawValue.uppercased())_ADDR"] ?? "" }
+        /// This host's own images folder (`/var/lib/libvirt/images` inside it), from here.
+        var imagesFromHere: String { "\(Testbed.root)/\(rawValue)/lib/images" }
+        /// Where this host keeps QEMU's certificates (its /etc/pki/qemu), from here.
+        var qemuPKIFromHere: String { "\(Testbed.root)/\(rawValue)/pki/qemu" }
+    }
+
+    /// The folder both hosts see at the same path (pool "shared").
+    static var shared: String { "\(root)/shared" }
+    /// The pkipath for TLS connections from this namespace.
+    static var clientPKI: String { "\(root)/client" }
+
+    /// A plain connection to a host, for checks that must not depend on the code under test.
+    static func connection(_ host: Name) throws -> Connection { try Connection(uri: host.uri) }
+
+    /// The names of the domains a host has defined or running whose name starts with `prefix`.
+    static func domains(on host: Name, prefix: String) throws -> [String] {
+        let connection = try connection(host)
+        defer { try? connection.close() }
+        return try connection.listAllDomains().compactMap { try? $0.name() }.filter { $0.hasPrefix(prefix) }
+    }
+
+    /// QEMU processes of a guest on a host (by its name on QEMU's command line).
+    static func qemuProcesses(named name: String) -> Int {
+        let pids = (try? run("pgrep", ["-f", "guest=\(name),"])) ?? ""
+        return pids.split(whereSeparator: \.isNewline).count
+    }
+}
+
+/// One test's Linux guest on the testbed: its disk on shared storage (both hosts see it) or in
+/// one host's own images folder, its serial log on shared storage so it can be read whichever
+/// host runs it. `cleanUp()` removes its domains and files from both hosts.
+final class TestbedGuest {
+    enum Placement { case shared, local(Testbed.Name) }
+
+    let name: String
+    let placement: Placement
+    let domainType: String
+
+    init(_ label: String, placement: Placement = .shared, domainType: String) {
+        name = "vmdriver-mig-\(label)-\(UUID().uuidString.prefix(6).lowercased())"
+        self.placement = placement
+        self.domainType = domainType
+    }
+
+    /// The disk's path as libvirt sees it (inside the hosts).
+    var diskPath: String {
+        switch placement {
+        case .shared: "\(Testbed.shared)/\(name).qcow2"
+        case .local: "/var/lib/libvirt/images/\(name).qcow2"
+        }
+    }
+    /// The disk's path from here on a host.
+    func diskFromHere(on host: Testbed.Name) -> String {
+        switch placement {
+        case .shared: diskPath
+        case .local: "\(host.imagesFromHere)/\(name).qcow2"
+        }
+    }
+    var serialPath: String { "\(Testbed.shared)/\(name).serial.log" }
+    var log: SerialLog { SerialLog(url: URL(fileURLWithPath: serialPath)) }
+
+    /// Defines the guest on `host` with a copy of the fixture data disk and starts it; waits for
+    /// its first heartbeat.
+    func boot(on host: Testbed.Name, tag: String = "mig", cmdline extra: String = "", start: Bool = true) async throws {
+        let disk = diskFromHere(on: host)
+        try FileManager.default.copyItem(
+            at: Integration.fixtures.appendingPathComponent("data.qcow2"), to: URL(fileURLWithPath: disk))
+        var xml = try String(contentsOf: Integration.fixtures.appendingPathComponent("linux-domain.xml.in"), encoding: .utf8)
+        for (key, value) in [
+            "@NAME@": name, "@DISK@": diskPath, "@SERIAL@": serialPath,
+            "@KERNEL@": Integration.fixtures.appendingPathComponent("vmlinuz").path,
+            "@INITRD@": Integration.fixtures.appendingPathComponent("initrd.img").path,
+            "@TAG@": extra.isEmpty ? tag : "\(tag) \(extra)", "@DOMAIN_TYPE@": domainType,
+        ] {
+            xml = xml.replacingOccurrences(of: key, with: value)
+        }
+        let connection = try Testbed.connection(host)
+        defer { try? connection.close() }
+        let domain = try connection.defineDomain(xml: xml)
+        // The pool must know the new image (the storage API answers from its last refresh).
+        for pool in (try? connection.listAllStoragePools()) ?? [] { try? pool.refresh() }
+        guard start else { return }
+        try domain.start()
+        let booted = await Integration.waitFor(60) { self.log.heartbeats().count >= 1 }
+        try #require(booted, "guest \(name) did not boot on \(host): \(log.lines().suffix(5))")
+    }
+
+    /// The hosts on which the guest is defined or running.
+    func hosts() throws -> [Testbed.Name] {
+        try Testbed.Name.allCases.filter { try Testbed.domains(on: $0, prefix: name).contains(name) }
+    }
+
+    /// The guest's state on a host, or nil where it has no such domain.
+    func state(on host: Testbed.Name, name: String? = nil) throws -> Domain.State? {
+        let connection = try Testbed.connection(host)
+        defer { try? connection.close() }
+        return try? connection.lookupDomain(name: name ?? self.name).state().state
+    }
+
+    /// The markers file read from the disk image on the host, not through the guest.
+    func markersOnDisk(_ path: String) throws -> [String] {
+        let raw = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-inspect.raw").path
+        defer { try? FileManager.default.removeItem(atPath: raw) }
+        try run("qemu-img", ["convert", "-U", "-O", "raw", path, raw])
+        return try run("debugfs", ["-R", "cat /markers", raw]).split(whereSeparator: \.isNewline).map(String.init)
+            .filter { !$0.isEmpty }
+    }
+
+    /// Heartbeats keep coming after `count`: the guest runs (and did not restart, since
+    /// `heartbeats()` counts from the last boot).
+    func keepsBeating(after count: Int, seconds: Double = 20) async -> Bool {
+        await Integration.waitFor(seconds) { self.log.heartbeats().count > count + 1 }
+    }
+
+    func cleanUp() {
+        for host in Testbed.Name.allCases {
+            guard let connection = try? Testbed.connection(host) else { continue }
+            for domain in (try? connection.listAllDomains()) ?? [] where (try? domain.name())?.hasPrefix(name) == true {
+                try? domain.destroy()
+                try? domain.undefine([.managedSave, .snapshotsMetadata, .nvram])
+            }
+            for pool in (try? connection.listAllStoragePools()) ?? [] { try? pool.refresh() }
+            try? connection.close()
+        }
+        for folder in [Testbed.shared] + Testbed.Name.allCases.map(\.imagesFromHere) {
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where file.hasPrefix(name) {
+                try? FileManager.default.removeItem(atPath: "\(folder)/\(file)")
+            }
+        }
+    }
+}
