@@ -92,4 +92,224 @@ struct MigrationTests {
         #expect(after.first == "boot 1 tag=\(type)")
         #expect(after.count == boots)
     }
+
+    // MARK: Refusals: the right code, nothing moved
+
+    /// The guest is where it was, running, and the other host has nothing of it.
+    func nothingMoved(_ guest: TestbedGuest, from: Testbed.Name, beats: Int? = nil) async throws {
+        #expect(try guest.hosts() == [from])
+        #expect(try guest.state(on: from) == .running)
+        #expect(try Testbed.domains(on: from.other, prefix: guest.name) == [])
+        #expect(await guest.keepsBeating(after: beats ?? guest.log.heartbeats().count))
+        #expect(guest.log.lines().filter { $0.hasPrefix("VMDRIVER-INIT") }.count == 1)
+    }
+
+    @Test func badDestinationsAndTheSameHostAreCode4() async throws {
+        let guest = TestbedGuest("baddest", domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta)
+        for destination in [
+            "", "host name", "10.77.0.999", "http://10.77.0.2/", "[::1", "10.77.0.2:99999", "-x", "a..b", "qemu+tcp:///",
+            "host/../etc", "bad\nname", "\u{0}",
+        ] {
+            let error = await migrationError(guest.name, from: .hosta, to: .hostb, options(), destination: destination)
+            #expect(error?.code == .invalidParameter, "\(destination.debugDescription): \(String(describing: error))")
+        }
+        let formats = await migrationError(guest.name, from: .hosta, to: .hostb, options(), destination: "not a host")
+        #expect(formats?.message.contains("IPv4") == true, "the accepted formats are named: \(String(describing: formats))")
+        // The VM's own host, by address and by URI.
+        for destination in [Testbed.Name.hosta.address, Testbed.Name.hosta.uri] {
+            let error = await migrationError(guest.name, from: .hosta, to: .hostb, options(), destination: destination)
+            #expect(error?.code == .invalidParameter, "\(destination): \(String(describing: error))")
+            #expect(error?.message.contains("already is") == true)
+        }
+        try await nothingMoved(guest, from: .hosta)
+    }
+
+    @Test func aNameTakenOnTheTargetIsCode4UntilANewNameIsGiven() async throws {
+        let guest = TestbedGuest("clash", domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta)
+        // A different VM of the same name on hostb.
+        let hostb = try Testbed.connection(.hostb)
+        defer { try? hostb.close() }
+        _ = try hostb.defineDomain(
+            xml: "<domain type='\(domainType)'><name>\(guest.name)</name><memory unit='MiB'>64</memory><os><type>hvm</type></os></domain>")
+        let error = await migrationError(guest.name, from: .hosta, to: .hostb, options())
+        #expect(error?.code == .invalidParameter)
+        #expect(error?.message.contains("already exists") == true, "\(String(describing: error))")
+        #expect(try guest.state(on: .hosta) == .running)
+        #expect(try guest.state(on: .hostb) == .shutoff)
+        // Under a new name it goes.
+        let renamed = "\(guest.name)-moved"
+        let result = try await migrate(guest.name, from: .hosta, to: .hostb, options { $0.newName = renamed })
+        #expect(result.vm == renamed)
+        #expect(try guest.state(on: .hostb, name: renamed) == .running)
+        #expect(try Testbed.domains(on: .hosta, prefix: guest.name) == [])
+        #expect(await guest.keepsBeating(after: guest.log.heartbeats().count))
+    }
+
+    @Test func highSecurityWithoutCertificatesIsCode1AndMovesNothing() async throws {
+        let guest = TestbedGuest("nocerts", domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta)
+        // hostb's QEMU loses its certificates for the test.
+        let certificates = Testbed.Name.hostb.qemuPKIFromHere
+        let aside = certificates + ".aside"
+        try FileManager.default.moveItem(atPath: certificates, toPath: aside)
+        defer { try? FileManager.default.moveItem(atPath: aside, toPath: certificates) }
+        let error = await migrationError(guest.name, from: .hosta, to: .hostb, options { $0.security = .high })
+        #expect(error?.code == .notSupported, "\(String(describing: error))")
+        #expect(error?.message.contains("certificates") == true)
+        try await nothingMoved(guest, from: .hosta)
+        // Never a silent fall back: the same migration at 'high' works once they are back.
+        try FileManager.default.moveItem(atPath: aside, toPath: certificates)
+        let result = try await migrate(guest.name, from: .hosta, to: .hostb, options { $0.security = .high })
+        #expect(result.security == .high)
+        #expect(try guest.hosts() == [.hostb])
+    }
+
+    /// Post-copy needs userfaultfd for the target's QEMU, which the kernel denies to QEMU's
+    /// unprivileged user unless vm.unprivileged_userfaultfd = 1. The boot-sector guest runs
+    /// under KVM here (post-copy is refused outright for TCG guests, see below).
+    @Test func postcopyWithoutUserfaultfdIsCode1AndMovesNothing() async throws {
+        let local = try await Host.connect(Integration.uri)
+        let kvm = try await local.capabilities().accelerators.first { $0.name == "kvm" }?.runsGuests.isAvailable == true
+        try await local.close()
+        try #require(kvm, "needs KVM for real-mode guests (the accelerator probe says no)")
+        let guest = TestbedGuest("nouffd", domainType: "kvm")
+        defer { guest.cleanUp() }
+        try await guest.bootBootSector(on: .hosta, domainType: "kvm")
+        try await UserfaultfdSetting.with("0") {
+            let error = await migrationError(guest.name, from: .hosta, to: .hostb, options { $0.postcopy = true })
+            #expect(error?.code == .notSupported, "\(String(describing: error))")
+            #expect(error?.message.contains("vm.unprivileged_userfaultfd") == true, "\(String(describing: error))")
+            #expect(try guest.hosts() == [.hosta])
+            #expect(try guest.state(on: .hosta) == .running)
+            #expect(try Testbed.domains(on: .hostb, prefix: guest.name) == [])
+            // The converge policy allows post-copy too, but goes on without it.
+            let result = try await migrate(guest.name, from: .hosta, to: .hostb, options())
+            #expect(result.steps.contains { $0.contains("post-copy is not available") }, "\(result.steps)")
+            #expect(try guest.hosts() == [.hostb])
+        }
+    }
+
+    /// Post-copy of a TCG guest lost pages in the page-pattern check (QEMU 7.2): refused with
+    /// code 1 before anything starts, whatever the kernel allows.
+    @Test func postcopyOfATCGGuestIsRefused() async throws {
+        let guest = TestbedGuest("tcgpc", domainType: domainType)
+        defer { guest.cleanUp() }
+        try #require(domainType == "qemu", "Linux guests run under KVM on this machine")
+        try await guest.boot(on: .hosta)
+        try await UserfaultfdSetting.with("1") {
+            let error = await migrationError(guest.name, from: .hosta, to: .hostb, options { $0.postcopy = true })
+            #expect(error?.code == .notSupported)
+            #expect(error?.message.contains("TCG") == true, "\(String(describing: error))")
+            try await nothingMoved(guest, from: .hosta)
+        }
+    }
+
+    // MARK: Cancel and timeout
+
+    /// A guest dirtying memory and a bandwidth cap keep the migration in flight.
+    static func inFlight(_ options: inout MigrationOptions) {
+        options.bandwidthMiBps = 8
+        options.policy = .plain
+    }
+
+    @Test func cancelMidMigrationLeavesTheSourceRunningAndTheTargetEmpty() async throws {
+        let guest = TestbedGuest("cancel", domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta, cmdline: "vmdriver.dirty=64")
+        let host = try await Host.connect(Testbed.Name.hosta.uri)
+        defer { Task { try? await host.close() } }
+        let vm = try await host.open(guest.name)
+        let job = try await vm.migrate(to: Testbed.Name.hostb.address, options: options(Self.inFlight))
+        // Wait until memory is moving, then cancel.
+        var moving = false
+        for await progress in job.progress where (progress.bytesProcessed ?? 0) > 1 << 20 {
+            moving = true
+            break
+        }
+        #expect(moving)
+        #expect(Testbed.qemuProcesses(named: guest.name) == 2, "a QEMU on each host while the memory moves")
+        job.cancel()
+        await #expect(throws: VMDriverError.self) { try await job.wait() }
+        try await nothingMoved(guest, from: .hosta)
+        #expect(await Integration.waitFor(10) { Testbed.qemuProcesses(named: guest.name) == 1 })
+        #expect(guest.log.lines().contains { $0.contains("CORRUPT") } == false)
+        // A second migration then succeeds.
+        let result = try await migrate(guest.name, from: .hosta, to: .hostb, options())
+        #expect(result.state == .running)
+        #expect(try guest.hosts() == [.hostb])
+    }
+
+    @Test func aTimeoutIsCode3AndSaysWhereTheVMIs() async throws {
+        let guest = TestbedGuest("timeout", domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta, cmdline: "vmdriver.dirty=64")
+        let error = await migrationError(
+            guest.name, from: .hosta, to: .hostb,
+            options {
+                Self.inFlight(&$0)
+                $0.timeout = .seconds(4)
+            })
+        #expect(error?.code == .timeout, "\(String(describing: error))")
+        #expect(error?.message.contains("running on host 'hosta'") == true, "\(error?.message ?? "")")
+        try await nothingMoved(guest, from: .hosta)
+        #expect(await Integration.waitFor(10) { Testbed.qemuProcesses(named: guest.name) == 1 })
+        let result = try await migrate(guest.name, from: .hosta, to: .hostb, options())
+        #expect(result.state == .running)
+        #expect(try guest.hosts() == [.hostb])
+    }
+
+    // MARK: Convergence
+
+    /// 128 MiB rewritten flat out against a 32 MiB/s cap: pre-copy alone cannot finish; the
+    /// policy raises the downtime, lets auto-converge throttle, then (TCG: no post-copy) pauses
+    /// the guest to move the last pages. The guest's own page check finds nothing lost.
+    @Test func theConvergePolicyFinishesWhatPlainPrecopyCannot() async throws {
+        let guest = TestbedGuest("converge", domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta, cmdline: "vmdriver.dirty=128")
+        #expect(await Integration.waitFor(30) { guest.log.lines().contains { $0.hasPrefix("VMDRIVER-DIRTY pass=2") } })
+        try await UserfaultfdSetting.with("1") {
+            let plain = await migrationError(
+                guest.name, from: .hosta, to: .hostb,
+                options {
+                    $0.bandwidthMiBps = 32
+                    $0.policy = .plain
+                    $0.timeout = .seconds(40)
+                })
+            #expect(plain?.code == .timeout, "plain pre-copy: \(String(describing: plain))")
+            try await nothingMoved(guest, from: .hosta)
+
+            let result = try await migrate(
+                guest.name, from: .hosta, to: .hostb,
+                options {
+                    $0.bandwidthMiBps = 32
+                    $0.timeout = .seconds(40)
+                })
+            #expect(result.steps.contains { $0.contains("allowed downtime raised") }, "\(result.steps)")
+            #expect(result.steps.contains { $0.contains(domainType == "qemu" ? "paused the guest" : "switched to post-copy") }, "\(result.steps)")
+            #expect(result.state == .running)
+            #expect(try guest.hosts() == [.hostb])
+            #expect(await guest.keepsBeating(after: guest.log.heartbeats().count))
+            // The workload checks every page it wrote: nothing was lost on the way.
+            #expect(await Integration.waitFor(20) { guest.log.lines().filter { $0.hasPrefix("VMDRIVER-DIRTY pass=") }.count > 4 })
+            #expect(guest.log.lines().contains { $0.contains("CORRUPT") } == false, "\(guest.log.lines().filter { $0.contains("DIRTY") }.suffix(12))")
+        }
+    }
+}
+
+/// `vm.unprivileged_userfaultfd`, set for a test and put back after it.
+enum UserfaultfdSetting {
+    static let path = "/proc/sys/vm/unprivileged_userfaultfd"
+
+    static func with(_ value: String, _ body: () async throws -> Void) async throws {
+        let before = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        try value.write(toFile: path, atomically: false, encoding: .utf8)
+        defer { try? before.write(toFile: path, atomically: false, encoding: .utf8) }
+        try await body()
+    }
 }

@@ -103,6 +103,24 @@ final class TestbedGuest {
         try #require(booted, "guest \(name) did not boot on \(host): \(log.lines().suffix(5))")
     }
 
+    /// Defines and starts the boot-sector guest (16 MiB, raw image on shared storage) under
+    /// `domainType`; waits for its first tick.
+    func bootBootSector(on host: Testbed.Name, domainType: String) async throws {
+        let image = "\(Testbed.shared)/\(name).img"
+        try FileManager.default.copyItem(
+            at: Integration.fixtures.appendingPathComponent("bootsector.img"), to: URL(fileURLWithPath: image))
+        var xml = try String(
+            contentsOf: Integration.fixtures.appendingPathComponent("bootsector-domain.xml.in"), encoding: .utf8)
+        for (key, value) in ["@NAME@": name, "@DISK@": image, "@SERIAL@": serialPath, "@DOMAIN_TYPE@": domainType] {
+            xml = xml.replacingOccurrences(of: key, with: value)
+        }
+        let connection = try Testbed.connection(host)
+        defer { try? connection.close() }
+        try connection.defineDomain(xml: xml).start()
+        let ticking = await Integration.waitFor(30) { self.log.lines().contains { $0.hasPrefix("tick") } }
+        try #require(ticking, "boot-sector guest \(name) did not tick on \(host)")
+    }
+
     /// The hosts on which the guest is defined or running.
     func hosts() throws -> [Testbed.Name] {
         try Testbed.Name.allCases.filter { try Testbed.domains(on: $0, prefix: name).contains(name) }
