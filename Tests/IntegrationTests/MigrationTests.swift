@@ -78,7 +78,8 @@ struct MigrationTests {
                 // Shut down cleanly, moved, started again: a new boot with the old data.
                 boots += 1
                 #expect(result.steps.contains("started the VM on the target"))
-                #expect(await Integration.waitFor(60) { guest.log.heartbeats().count >= 1 && guest.log.markers()?.count == boots })
+                #expect(
+                    await Integration.waitFor(60) { guest.log.heartbeats().count >= 1 && guest.log.markers()?.count == boots })
             } else {
                 // The guest never restarted: the heartbeat goes on from where it was.
                 #expect(try #require(result.downtimeMilliseconds) < 5_000)
@@ -134,7 +135,9 @@ struct MigrationTests {
         let hostb = try Testbed.connection(.hostb)
         defer { try? hostb.close() }
         _ = try hostb.defineDomain(
-            xml: "<domain type='\(domainType)'><name>\(guest.name)</name><memory unit='MiB'>64</memory><os><type>hvm</type></os></domain>")
+            xml:
+                "<domain type='\(domainType)'><name>\(guest.name)</name><memory unit='MiB'>64</memory><os><type>hvm</type></os></domain>"
+        )
         let error = await migrationError(guest.name, from: .hosta, to: .hostb, options())
         #expect(error?.code == .invalidParameter)
         #expect(error?.message.contains("already exists") == true, "\(String(describing: error))")
@@ -291,13 +294,17 @@ struct MigrationTests {
                     $0.timeout = .seconds(40)
                 })
             #expect(result.steps.contains { $0.contains("allowed downtime raised") }, "\(result.steps)")
-            #expect(result.steps.contains { $0.contains(domainType == "qemu" ? "paused the guest" : "switched to post-copy") }, "\(result.steps)")
+            #expect(
+                result.steps.contains { $0.contains(domainType == "qemu" ? "paused the guest" : "switched to post-copy") },
+                "\(result.steps)")
             #expect(result.state == .running)
             #expect(try guest.hosts() == [.hostb])
             #expect(await guest.keepsBeating(after: guest.log.heartbeats().count))
             // The workload checks every page it wrote: nothing was lost on the way.
             #expect(await Integration.waitFor(20) { guest.log.lines().filter { $0.hasPrefix("VMDRIVER-DIRTY pass=") }.count > 4 })
-            #expect(guest.log.lines().contains { $0.contains("CORRUPT") } == false, "\(guest.log.lines().filter { $0.contains("DIRTY") }.suffix(12))")
+            #expect(
+                guest.log.lines().contains { $0.contains("CORRUPT") } == false,
+                "\(guest.log.lines().filter { $0.contains("DIRTY") }.suffix(12))")
         }
     }
 }
