@@ -166,6 +166,14 @@ public final class Connection: @unchecked Sendable {
         return (0..<Int(count)).compactMap { list[$0].map { StoragePool(owning: $0, connection: self) } }
     }
 
+    /// Starts a transient storage pool from XML; `build` makes its storage first (for a
+    /// directory pool, the directory). Calls `virStoragePoolCreateXML`.
+    public func createStoragePool(xml: String, build: Bool = false) throws(LibvirtError) -> StoragePool {
+        let flags = build ? UInt32(VIR_STORAGE_POOL_CREATE_WITH_BUILD.rawValue) : 0
+        return StoragePool(
+            owning: try call("virStoragePoolCreateXML") { virStoragePoolCreateXML(pointer, xml, flags) }, connection: self)
+    }
+
     /// The storage pool named `name`. Calls `virStoragePoolLookupByName`.
     public func lookupStoragePool(name: String) throws(LibvirtError) -> StoragePool {
         StoragePool(

@@ -56,6 +56,14 @@ extension Domain {
         try call("virDomainBlockCommit") { virDomainBlockCommit(pointer, disk, base, top, 0, flags.rawValue) }
     }
 
+    /// A disk's virtual size, allocation and size on its host in bytes. Calls
+    /// `virDomainGetBlockInfo`.
+    public func blockInfo(disk: String) throws(LibvirtError) -> (capacity: UInt64, allocation: UInt64, physical: UInt64) {
+        var info = virDomainBlockInfo()
+        try call("virDomainGetBlockInfo") { virDomainGetBlockInfo(pointer, disk, &info, 0) }
+        return (UInt64(info.capacity), UInt64(info.allocation), UInt64(info.physical))
+    }
+
     /// Pulls the backing chain's data into the active image of a running domain's disk, so it
     /// stands alone. Starts a block job. Calls `virDomainBlockPull`.
     public func blockPull(disk: String) throws(LibvirtError) {

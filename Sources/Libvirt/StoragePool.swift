@@ -47,4 +47,15 @@ public final class StoragePool: @unchecked Sendable {
             owning: try call("virStorageVolLookupByName") { virStorageVolLookupByName(pointer, name) },
             connection: connection)
     }
+
+    /// Stops a pool; a transient one disappears (its files stay). Calls `virStoragePoolDestroy`.
+    public func destroy() throws(LibvirtError) {
+        try call("virStoragePoolDestroy") { virStoragePoolDestroy(pointer) }
+    }
+
+    /// Removes the pool's storage (for a directory pool: the directory, if empty). Calls
+    /// `virStoragePoolDelete`.
+    public func delete() throws(LibvirtError) {
+        try call("virStoragePoolDelete") { virStoragePoolDelete(pointer, 0) }
+    }
 }

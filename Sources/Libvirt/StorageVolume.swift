@@ -36,4 +36,22 @@ public final class StorageVolume: @unchecked Sendable {
     public func delete() throws(LibvirtError) {
         try call("virStorageVolDelete") { virStorageVolDelete(pointer, 0) }
     }
+
+    /// Starts sending the volume's bytes (the file as it is, not the guest's view of it) into
+    /// `stream`; `sparse` sends holes as holes. Calls `virStorageVolDownload`.
+    public func download(into stream: Stream, offset: UInt64 = 0, length: UInt64 = 0, sparse: Bool = false)
+        throws(LibvirtError)
+    {
+        let flags = sparse ? UInt32(VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM.rawValue) : 0
+        try call("virStorageVolDownload") { virStorageVolDownload(pointer, stream.pointer, offset, length, flags) }
+    }
+
+    /// Starts receiving the volume's bytes from `stream`; `sparse` accepts holes. Calls
+    /// `virStorageVolUpload`.
+    public func upload(from stream: Stream, offset: UInt64 = 0, length: UInt64 = 0, sparse: Bool = false)
+        throws(LibvirtError)
+    {
+        let flags = sparse ? UInt32(VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM.rawValue) : 0
+        try call("virStorageVolUpload") { virStorageVolUpload(pointer, stream.pointer, offset, length, flags) }
+    }
 }

@@ -61,6 +61,9 @@ public struct MigrationOptions: Sendable, Equatable {
     public var newName: String?
     public var memoryMiB: UInt64?
     public var vcpus: UInt32?
+    /// A folder on the target for the VM's copied disks (Parallels' target_home_path); made if
+    /// missing. Implies copying the disks there.
+    public var home: String?
     /// Tuning.
     public var bandwidthMiBps: UInt64?
     public var maxDowntimeMilliseconds: UInt64?
@@ -91,8 +94,21 @@ public struct MigrationResult: Sendable, Codable, Equatable {
     public var downtimeMilliseconds: UInt64?
     /// Bytes moved (memory and disks).
     public var bytesTransferred: UInt64?
+    /// Of which disk data.
+    public var diskBytesTransferred: UInt64?
     /// The VM's state on the destination.
     public var state: VMState
     /// What the convergence policy did, in order.
     public var steps: [String]
+    /// How each disk travelled and where it is now.
+    public var disks: [Disk]
+
+    public struct Disk: Sendable, Codable, Equatable {
+        /// The guest's device name (vda).
+        public var device: String
+        /// shared, copy or incremental.
+        public var mode: String
+        public var sourcePath: String
+        public var targetPath: String
+    }
 }

@@ -32,6 +32,15 @@ extension VirtualMachine {
         guard let plan else {
             throw problems.first.map { VMDriverError($0.code, $0.message) } ?? VMDriverError(.failed, "no plan")
         }
+        // What the target needs first: the home folder, the images disks are copied into.
+        do throws(VMDriverError) {
+            if let home = plan.options.home { try await plan.preparation.makeHome(home) }
+            if plan.type != .cold { try await plan.preparation.createImages(plan.moves) }
+        } catch {
+            await plan.preparation.rollback()
+            try? await plan.destinationHost.close()
+            throw error
+        }
         let domain = self.domain
         return Job(
             kind: .migrate, subject: "migration of \(label) to \(plan.destination)",
@@ -66,6 +75,10 @@ struct MigrationPlan: Sendable {
     let timeout: Duration
     let targetName: String
     let decisions: [String]
+    /// How each disk travels.
+    let moves: [DiskMove]
+    /// What VMDriver makes on the target, taken away if the migration fails.
+    let preparation: TargetPreparation
 
     typealias Problem = MigrationCheck.Problem
 
@@ -73,6 +86,11 @@ struct MigrationPlan: Sendable {
         vm: VirtualMachine, destination text: String, options: MigrationOptions, collectAll: Bool
     ) async -> (MigrationPlan?, [Problem]) {
         var problems: [Problem] = []
+        let options = {
+            var options = options
+            if let home = options.home, Self.badHome(home) == nil { options.home = (home as NSString).standardizingPath }
+            return options
+        }()
         func fail(_ code: ReturnCode, _ message: String) { problems.append(Problem(code: code, message: message)) }
         let label = vm.label
         let source = vm.host
@@ -97,12 +115,6 @@ struct MigrationPlan: Sendable {
                 [Problem(code: .notSupported, message: "the \(source.driver) driver of \(source.label) does not migrate VMs")]
             )
         }
-        if options.storage == .incremental {
-            fail(
-                .notSupported,
-                "incremental storage migration (copying only a linked clone's overlay) is not supported yet: use --storage copy or shared"
-            )
-        }
         if let level = caps.securityLevels[securityKey(options.security)], level.status == .unavailable {
             fail(
                 .notSupported,
@@ -121,9 +133,19 @@ struct MigrationPlan: Sendable {
         if let name = options.newName {
             do { try CloneDefinition.validate(name: name) } catch { fail(error.code, error.message) }
         }
-        if options.memoryMiB != nil || options.vcpus != nil {
-            fail(
-                .notSupported, "new memory or vCPU settings on the target are not supported yet: change them after the migration")
+        if let memory = options.memoryMiB, memory < 16 || memory > 16 << 20 {
+            fail(.invalidParameter, "memory \(memory) MiB is not a size VMDriver gives a VM: 16 MiB to 16 TiB")
+        }
+        if let vcpus = options.vcpus, vcpus < 1 || vcpus > 4096 {
+            fail(.invalidParameter, "\(vcpus) vCPUs is not a count VMDriver gives a VM: 1 to 4096")
+        }
+        if let home = options.home {
+            if let reason = Self.badHome(home) { fail(.invalidParameter, "home folder \(home.debugDescription) \(reason)") }
+            if options.storage == .shared {
+                fail(
+                    .incompatibleParameters,
+                    "--home puts the VM's disks in a folder on the target, --storage shared leaves them where they are: pick one")
+            }
         }
 
         // The URIs: the source's libvirtd connects to `peerURI`; VMDriver checks the target
@@ -172,6 +194,16 @@ struct MigrationPlan: Sendable {
             var domainType: String?
             var shared: [String: Bool]
             var targetPools: [String: Bool]
+            /// Virtual size of each disk, by target device.
+            var capacities: [String: UInt64]
+            /// For each backing image of a disk that is not shared: whether the target has the
+            /// same image at the same path (nil: it has none).
+            var bases: [String: Result<Bool?, VMDriverError>]
+            /// Images that would be created on the target and already exist there.
+            var occupied: [String]
+            /// The definitions to move: live (if running) and persistent, migratable.
+            var liveXML: String?
+            var inactiveXML: String?
         }
         let targetName = options.newName ?? vm.name
         let facts: Facts
@@ -191,18 +223,56 @@ struct MigrationPlan: Sendable {
                 }
                 var shared: [String: Bool] = [:]
                 var targetPools: [String: Bool] = [:]
-                for directory in Set((layout?.disks ?? []).map { ($0.path as NSString).deletingLastPathComponent }) {
+                let disks = layout?.disks ?? []
+                for directory in Set(disks.map { folder($0.path) }) {
                     // The probe file is only needed when VMDriver decides the storage mode itself.
-                    if options.storage == .auto {
+                    if options.storage == .auto && options.home == nil {
                         shared[directory] = StoragePools.sameStorage(directory, source: connection, target: targetConnection)
                     }
                     targetPools[directory] = (try? StoragePools.covering(directory, connection: targetConnection)) != nil
+                }
+                var capacities: [String: UInt64] = [:]
+                for disk in disks { capacities[disk.target] = try? domain.blockInfo(disk: disk.target).capacity }
+                // Backing images, where only the top image might travel: the target must hold
+                // the same bytes at the same path (the same file, when the folder is shared).
+                var bases: [String: Result<Bool?, VMDriverError>] = [:]
+                if options.storage == .auto || options.storage == .incremental {
+                    for disk in disks where shared[folder(disk.path)] != true || options.home != nil {
+                        for base in disk.chain where bases[base.path] == nil {
+                            let sameFolder =
+                                shared[folder(base.path)]
+                                ?? StoragePools.sameStorage(folder(base.path), source: connection, target: targetConnection)
+                            if sameFolder == true {
+                                bases[base.path] = .success(true)
+                                continue
+                            }
+                            do {
+                                bases[base.path] = .success(
+                                    try MigrationStorage.sameImage(
+                                        base.path, source: connection, sourceIsLocal: !source.isRemote, target: targetConnection))
+                            } catch let error as VMDriverError {
+                                bases[base.path] = .failure(error)
+                            } catch {
+                                bases[base.path] = .failure(VMDriverError(.failed, "cannot compare \(base.path): \(error)"))
+                            }
+                        }
+                    }
+                }
+                var occupied: [String] = []
+                for disk in disks where shared[folder(disk.path)] != true || options.home != nil {
+                    let path = options.home.map { "\($0)/\((disk.path as NSString).lastPathComponent)" } ?? disk.path
+                    if (try? ImageInspector.volume(at: path, connection: targetConnection)) != nil { occupied.append(path) }
+                }
+                if let home = options.home {
+                    targetPools[home] = (try? StoragePools.covering(home, connection: targetConnection)) != nil
                 }
                 return Facts(
                     state: state, sameHost: sourceUUID != nil && sourceUUID == targetUUID, nameTaken: taken, layout: layout,
                     layoutError: layoutError, memoryKiB: try domain.info().maxMemoryKiB,
                     domainType: (try? XMLTree.parse(domain.xmlDescription()))?.attributes["type"], shared: shared,
-                    targetPools: targetPools)
+                    targetPools: targetPools, capacities: capacities, bases: bases, occupied: occupied,
+                    liveXML: state.isActive ? try domain.xmlDescription([.migratable, .secure]) : nil,
+                    inactiveXML: try? domain.xmlDescription([.inactive, .migratable, .secure]))
             }
         } catch {
             fail(error.code, error.message)
@@ -241,38 +311,29 @@ struct MigrationPlan: Sendable {
                 "post-copy is refused for \(label): it runs under TCG (domain type 'qemu'), where post-copy lost guest memory "
                     + "pages in VMDriver's page-pattern test; use the converge policy, which pauses the guest to finish instead")
         }
-        // Storage.
+        // Storage: how each disk travels.
         var storage = options.storage
-        var unshared: [DiskLayout.Disk] = []
+        var moves: [DiskMove] = []
         if let error = facts.layoutError {
             fail(error.code, error.message)
         } else if let layout = facts.layout {
-            unshared = layout.disks.filter { facts.shared[($0.path as NSString).deletingLastPathComponent] != true }
-            if storage == .auto {
-                let unknown = layout.disks.filter { facts.shared[($0.path as NSString).deletingLastPathComponent] == nil }
-                if !unknown.isEmpty {
-                    fail(
-                        .incompatibleParameters,
-                        "cannot tell whether \(unknown.map(\.path).joined(separator: ", ")) is on storage \(target.label) shares: "
-                            + "define a storage pool for its folder on both hosts, or pass --storage shared or --storage copy")
-                }
-                storage = unshared.isEmpty ? .shared : .copy
+            let decided = Self.decideStorage(
+                layout: layout, shared: facts.shared, bases: facts.bases, capacities: facts.capacities, options: options,
+                type: type, targetLabel: target.label)
+            moves = decided.moves
+            storage = decided.storage
+            for problem in decided.problems { fail(problem.code, problem.message) }
+            for path in facts.occupied where moves.contains(where: { $0.mode != .shared && $0.targetPath == path }) {
+                fail(
+                    .invalidParameter,
+                    "\(path) already exists on \(target.label): VMDriver does not overwrite it; remove it or pick another --home")
             }
-            if storage == .copy {
-                if type == .cold {
-                    fail(
-                        .notSupported,
-                        "a cold migration moves only the definition: disks that are not shared need --type hot or warm to be copied"
-                    )
-                }
-                let copied = options.storage == .copy ? layout.disks : unshared
-                for disk in copied where facts.targetPools[(disk.path as NSString).deletingLastPathComponent] != true {
-                    fail(
-                        .incompatibleParameters,
-                        "\(target.label) has no storage pool covering \((disk.path as NSString).deletingLastPathComponent), so libvirt cannot create the copy of \(disk.target) there: define one"
-                    )
-                }
-                if options.storage == .copy { unshared = layout.disks }
+            for folder in Set(moves.filter { $0.mode != .shared }.map { folder($0.targetPath) })
+            where folder != options.home && facts.targetPools[folder] != true {
+                fail(
+                    .incompatibleParameters,
+                    "\(target.label) has no storage pool covering \(folder), so VMDriver cannot create the disks' copies there: define one, or give --home"
+                )
             }
         }
         if !problems.isEmpty && !collectAll {
@@ -290,16 +351,16 @@ struct MigrationPlan: Sendable {
         }
         var parameters = Domain.MigrationParameters()
         if type != .cold { parameters.migrateURI = "tcp://\(destination.hostForURI)" }
-        switch storage {
-        case .shared:
+        let travelling = moves.filter { $0.mode != .shared }
+        if moves.contains(where: { $0.mode == .shared }) {
             // libvirt calls local filesystems unsafe even when both hosts see them: sharing was
             // verified above (or asserted with --storage shared), so say so.
             flags.insert(.unsafe)
-        case .copy:
-            flags.insert(.nonSharedDisk)
-            parameters.migrateDisks = unshared.map(\.target)
-            if unshared.count != (facts.layout?.disks.count ?? 0) { flags.insert(.unsafe) }
-        default: break
+        }
+        if type != .cold && !travelling.isEmpty {
+            // Cold migrations copy image files before libvirt moves the definition (execute).
+            flags.insert(travelling.contains { $0.mode == .incremental } ? .nonSharedIncremental : .nonSharedDisk)
+            parameters.migrateDisks = travelling.map(\.disk.target)
         }
         if options.security == .high {
             flags.insert(.tls)
@@ -324,19 +385,178 @@ struct MigrationPlan: Sendable {
             if !tcg { flags.insert(.postcopy) }
         }
         if let name = options.newName { parameters.destinationName = name }
+        // New paths (--home), flattened copies and new settings travel as destination XML.
+        let newPaths = travelling.filter { $0.targetPath != $0.disk.path || ($0.mode == .copy && !$0.disk.chain.isEmpty) }
+        let newSettings = options.memoryMiB != nil || options.vcpus != nil
+        if type == .cold {
+            // Offline, libvirt checks the destination XML against the source's ABI and defines
+            // it as it is: new settings are defined on the target afterwards (execute).
+            if !newPaths.isEmpty, let xml = facts.inactiveXML {
+                parameters.destinationXML = Self.rewrite(xml, moves: newPaths, options: options, settings: false, rename: false)
+            }
+        } else {
+            if !newPaths.isEmpty, let xml = facts.liveXML {
+                parameters.destinationXML = Self.rewrite(
+                    xml, moves: newPaths, options: options, settings: false, rename: false)
+            }
+            if !newPaths.isEmpty || newSettings, let xml = facts.inactiveXML {
+                parameters.persistentXML = Self.rewrite(xml, moves: newPaths, options: options, settings: true, rename: true)
+            }
+        }
         let memoryMiB = facts.memoryKiB / 1024
-        let timeout =
-            options.timeout
-            ?? .seconds(60 + Int64(memoryMiB) / 8 + Int64(storage == .copy ? unshared.count * 120 : 0))
-        let decisions = [
+        // Default: a minute, plus a second per 8 MiB of memory, plus half a minute and a minute
+        // per GiB of each disk that is copied.
+        var seconds = 60 + Int64(memoryMiB) / 8
+        for move in travelling { seconds += 30 + Int64(move.capacity >> 30) * 60 }
+        let timeout = options.timeout ?? .seconds(seconds)
+        var decisions: [String] = [
             "type \(type.rawValue)", "storage \(storage.rawValue)", "security \(options.security.rawValue)",
             "peer URI \(peerURI)", "flags \(describe(flags))", "timeout \(Job<Void>.format(timeout))",
         ]
+        for move in moves { decisions.append(Self.describe(move)) }
+        if let home = options.home { decisions.append("home \(home) on \(target.label) (made if missing)") }
         let plan = MigrationPlan(
             vm: vm, destination: destination, options: options, type: type, storage: storage, peerURI: peerURI,
             destinationHost: target, flags: flags, parameters: parameters, wasActive: facts.state.isActive, timeout: timeout,
-            targetName: targetName, decisions: decisions)
+            targetName: targetName, decisions: decisions, moves: moves,
+            preparation: TargetPreparation(target: target))
         return (plan, problems)
+    }
+
+    /// Decides how each disk travels: in place when the storage is shared (checked), only its
+    /// top image when the target holds an identical backing chain, else copied whole.
+    static func decideStorage(
+        layout: DiskLayout, shared: [String: Bool], bases: [String: Result<Bool?, VMDriverError>],
+        capacities: [String: UInt64], options: MigrationOptions, type: MigrationOptions.MigrationType, targetLabel: String
+    ) -> (moves: [DiskMove], storage: MigrationOptions.Storage, problems: [Problem]) {
+        var problems: [Problem] = []
+        func chainReady(_ disk: DiskLayout.Disk) -> VMDriverError? {
+            for base in disk.chain {
+                switch bases[base.path] {
+                case .success(true)?: continue
+                case .success(false)?:
+                    return VMDriverError(
+                        .incompatibleParameters,
+                        "\(base.path), the base of \(disk.target), differs on \(targetLabel): copying only the overlay over it would corrupt the disk"
+                    )
+                case .success(nil)?:
+                    return VMDriverError(
+                        .incompatibleParameters, "\(targetLabel) has no \(base.path), the base of \(disk.target)")
+                case .failure(let error)?: return error
+                case nil: return VMDriverError(.incompatibleParameters, "\(base.path) was not compared with \(targetLabel)'s")
+                }
+            }
+            return nil
+        }
+        var moves: [DiskMove] = []
+        for disk in layout.disks {
+            let inPlace: Bool? = options.home != nil ? false : shared[folder(disk.path)]
+            let mode: DiskMove.Mode
+            switch options.storage {
+            case .shared: mode = .shared
+            case .copy: mode = .copy
+            case .incremental:
+                if disk.chain.isEmpty {
+                    mode = .copy
+                } else if let error = chainReady(disk) {
+                    problems.append(Problem(code: error.code, message: "--storage incremental: \(error.message)"))
+                    mode = .incremental
+                } else {
+                    mode = .incremental
+                }
+            case .auto:
+                if inPlace == true {
+                    mode = .shared
+                } else if inPlace == nil {
+                    problems.append(
+                        Problem(
+                            code: .incompatibleParameters,
+                            message:
+                                "cannot tell whether \(disk.path) is on storage \(targetLabel) shares: define a storage pool "
+                                + "for its folder on both hosts, or pass --storage shared or --storage copy"))
+                    mode = .shared
+                } else {
+                    mode = disk.chain.isEmpty || chainReady(disk) != nil ? .copy : .incremental
+                }
+            }
+            let targetPath = options.home.map { "\($0)/\((disk.path as NSString).lastPathComponent)" } ?? disk.path
+            if mode != .shared && capacities[disk.target] == nil {
+                problems.append(Problem(code: .failed, message: "cannot read the size of \(disk.target) (\(disk.path))"))
+            }
+            moves.append(DiskMove(disk: disk, mode: mode, targetPath: targetPath, capacity: capacities[disk.target] ?? 0))
+        }
+        let flattened = moves.filter { $0.mode == .copy && !$0.disk.chain.isEmpty }
+        if type == .cold {
+            for move in flattened {
+                problems.append(
+                    Problem(
+                        code: .notSupported,
+                        message: "a cold migration copies image files, and \(move.disk.target) rests on "
+                            + "\(move.disk.chain.first?.path ?? "a base") that \(targetLabel) does not hold identically: "
+                            + "use --type hot or warm, which copy it flattened"))
+            }
+        } else if !flattened.isEmpty && moves.contains(where: { $0.mode == .incremental }) {
+            // libvirt copies either every disk whole or every top image: a flattened copy and an
+            // incremental one cannot travel together, so all are copied whole.
+            for index in moves.indices where moves[index].mode == .incremental { moves[index].mode = .copy }
+        }
+        let storage: MigrationOptions.Storage =
+            moves.allSatisfy { $0.mode == .shared }
+            ? .shared : moves.contains { $0.mode == .incremental } ? .incremental : .copy
+        return (moves, storage, problems)
+    }
+
+    static func describe(_ move: DiskMove) -> String {
+        switch move.mode {
+        case .shared: return "\(move.disk.target): stays on shared storage (\(move.disk.path))"
+        case .copy: return "\(move.disk.target): copied whole to \(move.targetPath)"
+        case .incremental:
+            let base = move.disk.chain.first?.path ?? "base"
+            return "\(move.disk.target): only its top image is copied to \(move.targetPath), over the target's identical \(base)"
+        }
+    }
+
+    /// Why a home folder cannot be one, or nil.
+    static func badHome(_ home: String) -> String? {
+        if home.isEmpty { return "is empty" }
+        if !home.hasPrefix("/") { return "is not an absolute path" }
+        if home.contains(where: { $0 == "\0" || $0.isNewline || $0.asciiValue.map { $0 < 0x20 } == true }) {
+            return "has control characters in it"
+        }
+        if home.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) { return "has . or .. in it" }
+        if (home as NSString).standardizingPath == "/" { return "is the root folder" }
+        return nil
+    }
+
+    /// The definition with the disks' new paths, the new name and (persistent only) the new
+    /// memory and vCPU count.
+    static func rewrite(
+        _ xml: String, moves: [DiskMove], options: MigrationOptions, settings: Bool, rename: Bool
+    ) -> String? {
+        guard let root = try? XMLTree.parse(xml) else { return nil }
+        // libvirt wants the source's name in the destination XML (the new one travels as a
+        // parameter) and the new one in the persistent definition.
+        if rename, let name = options.newName { root.child("name")?.text = name }
+        for disk in root.child("devices")?.children("disk") ?? [] {
+            guard let source = disk.child("source"), let file = source.attributes["file"],
+                let move = moves.first(where: { $0.disk.path == file })
+            else { continue }
+            source.set("file", move.targetPath)
+            // libvirt reads the chain from the image on the target; a full copy has none.
+            disk.removeChildren { $0.name == "backingStore" }
+        }
+        if settings, let mib = options.memoryMiB {
+            for element in ["memory", "currentMemory"] {
+                guard let node = root.child(element) else { continue }
+                node.set("unit", "MiB")
+                node.text = String(mib)
+            }
+        }
+        if settings, let vcpus = options.vcpus, let node = root.child("vcpu") {
+            node.set("current", nil)
+            node.text = String(vcpus)
+        }
+        return root.serialized()
     }
 
     static func securityKey(_ security: MigrationOptions.Security) -> Capabilities.SecurityLevel {
@@ -371,16 +591,45 @@ struct MigrationPlan: Sendable {
 
     /// Runs the migration, watching it from this task while a pool thread blocks in libvirt.
     func execute(context: JobContext) async throws(VMDriverError) -> MigrationResult {
+        defer { Task { try? await destinationHost.close() } }
+        do {
+            let result = try await perform(context: context)
+            await preparation.commit()
+            return result
+        } catch {
+            // Nothing of the VM stays on the target; a VM shut down for a cold migration runs
+            // again on the source.
+            await preparation.rollback()
+            if type == .cold && wasActive {
+                try? await vm.host.blocking("", evenIfCancelled: true) { [domain = vm.domain] _ in
+                    if try !domain.isActive() { try domain.start() }
+                }
+            }
+            let now = await whereIsTheVM()
+            if error.message.contains("; the VM is") || error.message.hasSuffix(now) { throw error }
+            throw VMDriverError(error.code, "\(error.message); \(now)", cause: error.cause)
+        }
+    }
+
+    func perform(context: JobContext) async throws(VMDriverError) -> MigrationResult {
         let started = ContinuousClock.now
         let label = vm.label
         var steps: [String] = []
-        defer { Task { try? await destinationHost.close() } }
 
         if type == .cold && wasActive {
             context.report(JobProgress(phase: "shutting the guest down", percent: 0))
             let job = try await vm.shutdown(timeout: options.shutdownTimeout, force: options.force)
             _ = try await job.wait()
             steps.append("shut the VM down")
+        }
+        if type == .cold {
+            for move in moves where move.mode != .shared {
+                context.report(JobProgress(phase: "copying \(move.disk.target) to \(destinationHost.label)"))
+                try await copyImage(move)
+                steps.append(
+                    "copied \(move.mode == .incremental ? "the top image" : "the image") of \(move.disk.target) to \(move.targetPath)"
+                )
+            }
         }
         if let downtime = options.maxDowntimeMilliseconds, type != .cold {
             try await vm.host.blocking("cannot set the downtime of \(label)") { [domain = vm.domain] _ in
@@ -437,23 +686,97 @@ struct MigrationPlan: Sendable {
         let targetName = self.targetName
         let restart = type == .cold && wasActive
         let resume = attempt.paused
+        let coldSettings = type == .cold && (options.memoryMiB != nil || options.vcpus != nil)
+        let options = self.options
         let (stats, state) = try await destinationHost.blocking("cannot read the migrated VM on \(destinationHost.label)") {
             connection in
-            let moved = try connection.lookupDomain(name: targetName)
+            var moved = try connection.lookupDomain(name: targetName)
             let stats = try? moved.jobStats([.completed])
+            if coldSettings {
+                let xml = try moved.xmlDescription([.inactive, .secure])
+                guard let updated = Self.rewrite(xml, moves: [], options: options, settings: true, rename: false) else {
+                    throw VMDriverError(.failed, "cannot read the definition of \(targetName) on \(destinationHost.label)")
+                }
+                moved = try connection.defineDomain(xml: updated)
+            }
             if restart, try !moved.isActive() { try moved.start() }
             if resume, try moved.state().state == .paused { try moved.resume() }
             return (stats, try VirtualMachine.state(of: moved))
         }
+        if coldSettings { steps.append("defined the new memory and vCPU settings on the target") }
         if restart { steps.append("started the VM on the target") }
         if resume { steps.append("resumed the guest on the target") }
+        if options.memoryMiB != nil || options.vcpus != nil, type != .cold || !restart {
+            steps.append(
+                "the new memory and vCPU settings are in the target's definition: they take effect at the guest's next boot")
+        }
+        // The VM left the source: so do the images that were copied (not shared ones, not
+        // the bases a linked clone rests on).
+        if !options.keepSource {
+            for move in moves where move.mode != .shared {
+                if await removeFromSource(move.disk.path) {
+                    steps.append("removed the source's copy of \(move.disk.target) (\(move.disk.path))")
+                }
+            }
+        }
         let elapsed = ContinuousClock.now - started
         return MigrationResult(
             vm: targetName, source: vm.host.name, destination: destinationHost.name, type: type, storage: storage,
             security: options.security,
             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
-            downtimeMilliseconds: stats?.downtime, bytesTransferred: stats?.dataProcessed ?? stats?.memoryProcessed, state: state,
-            steps: steps)
+            downtimeMilliseconds: stats?.downtime, bytesTransferred: stats?.dataProcessed ?? stats?.memoryProcessed,
+            diskBytesTransferred: max(stats?.diskProcessed ?? 0, attempt.diskBytes ?? 0) > 0
+                ? max(stats?.diskProcessed ?? 0, attempt.diskBytes ?? 0) : nil, state: state,
+            steps: steps,
+            disks: moves.map {
+                MigrationResult.Disk(
+                    device: $0.disk.target, mode: $0.mode.rawValue, sourcePath: $0.disk.path, targetPath: $0.targetPath)
+            })
+    }
+
+    /// Cold migrations: copies a disk's image file (the top image, for an incremental move) to
+    /// the target through the two hosts' storage APIs, sparse.
+    func copyImage(_ move: DiskMove) async throws(VMDriverError) {
+        let (preparation, target, sourceIsLocal) = (self.preparation, destinationHost, !vm.host.isRemote)
+        try await vm.host.blocking("cannot copy \(move.disk.path) to \(target.label)") { connection in
+            let targetFolder = folder(move.targetPath)
+            guard let pool = try StoragePools.covering(targetFolder, connection: target.connection) else {
+                throw VMDriverError(.incompatibleParameters, "\(target.label) has no storage pool covering \(targetFolder)")
+            }
+            let volume = XMLTree(name: "volume")
+            volume.append("name", text: (move.targetPath as NSString).lastPathComponent)
+            volume.append("capacity", attributes: [("unit", "bytes")], text: "0")
+            let format = volume.append("target")
+            format.append("format", attributes: [("type", "raw")])
+            format.append("permissions").append("mode", text: "0600")
+            let copy = try pool.createVolume(xml: volume.serialized())
+            preparation.made(move.targetPath)
+            if let original = try? ImageInspector.volume(at: move.disk.path, connection: connection) {
+                try MigrationStorage.copyFile(from: original, to: copy)
+            } else if sourceIsLocal {
+                try MigrationStorage.upload(localFile: move.disk.path, to: copy)
+            } else {
+                throw VMDriverError(
+                    .notSupported, "cannot read \(move.disk.path) on the source: define a storage pool for its folder there")
+            }
+            try? pool.refresh()
+        }
+    }
+
+    /// Deletes an image on the source after the VM moved. True when it is gone.
+    func removeFromSource(_ path: String) async -> Bool {
+        let local = !vm.host.isRemote
+        return
+            (try? await vm.host.blocking("", evenIfCancelled: true) { connection in
+                if let volume = try? ImageInspector.volume(at: path, connection: connection) {
+                    try volume.delete()
+                } else if local {
+                    try FileManager.default.removeItem(atPath: path)
+                } else {
+                    return false
+                }
+                return true
+            }) ?? false
     }
 
     /// True when the policy, not the caller, asked for post-copy.
@@ -474,6 +797,8 @@ struct MigrationPlan: Sendable {
         var cancelled = false
         /// The policy paused the guest to finish: it must run again wherever it ends up.
         var paused = false
+        /// Disk bytes copied, as last seen (libvirt's final stats leave them out).
+        var diskBytes: UInt64?
     }
 
     /// One libvirt migration call on a pool thread, watched from this task: progress, the
@@ -517,6 +842,7 @@ struct MigrationPlan: Sendable {
                 stats.type != .none
             else { continue }
             context.report(Self.progress(stats, type: type))
+            if let disk = stats.diskProcessed, disk > 0 { attempt.diskBytes = max(attempt.diskBytes ?? 0, disk) }
             if let action = policy.next(stats) {
                 steps.append(action.description)
                 if action == .pause { attempt.paused = true }
@@ -631,3 +957,6 @@ final class MigrationDone: Sendable {
 func hostUUID(_ capabilitiesXML: String) -> String? {
     (try? XMLTree.parse(capabilitiesXML))?.child("host")?.child("uuid")?.trimmedText
 }
+
+/// The folder a path is in.
+func folder(_ path: String) -> String { (path as NSString).deletingLastPathComponent }

@@ -25,6 +25,8 @@ struct Migrate: AsyncParsableCommand {
     @Flag(help: "Keep the VM defined on the source.") var keepSource = false
     @Flag(help: "Cold: destroy the VM if it does not shut down in time.") var force = false
     @Option(help: ArgumentHelp("New name on the target.", valueName: "name")) var name: String?
+    @Option(help: ArgumentHelp("Folder on the target for the VM's disks (made if missing; copies them there).", valueName: "dir"))
+    var home: String?
     @Option(help: ArgumentHelp("New memory size on the target (MiB).", valueName: "MiB")) var memory: UInt64?
     @Option(help: ArgumentHelp("New vCPU count on the target.", valueName: "n")) var vcpus: UInt32?
     @Option(help: ArgumentHelp("Bandwidth cap (MiB/s).", valueName: "MiB/s")) var bandwidth: UInt64?
@@ -52,6 +54,7 @@ struct Migrate: AsyncParsableCommand {
         options.keepSource = keepSource
         options.force = force
         options.newName = name
+        options.home = home
         options.memoryMiB = memory
         options.vcpus = vcpus
         options.bandwidthMiBps = bandwidth
@@ -97,6 +100,12 @@ struct Migrate: AsyncParsableCommand {
                 print(
                     "Downtime: \(result.downtimeMilliseconds.map { "\($0) ms" } ?? "n/a"); moved: \(result.bytesTransferred.map(ProgressBar.size) ?? "n/a")."
                 )
+                for disk in result.disks {
+                    print(
+                        disk.mode == "shared"
+                            ? "  \(disk.device): shared storage, \(disk.targetPath)"
+                            : "  \(disk.device): \(disk.mode == "copy" ? "copied" : "top image copied") to \(disk.targetPath)")
+                }
                 for step in result.steps { print("  - \(step)") }
             }
             try await host.close()

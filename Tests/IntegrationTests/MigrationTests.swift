@@ -94,6 +94,159 @@ struct MigrationTests {
         #expect(after.count == boots)
     }
 
+    // MARK: Storage: shared (above), copied, incremental; home, name, memory
+
+    @Test func disksOnEachHostsOwnStorageAreCopiedThereAndBack() async throws {
+        let guest = TestbedGuest("copy", placement: .local(.hosta), domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta)
+        let sourceAllocated = try allocated(guest.diskFromHere(on: .hosta))
+        for (from, to) in [(Testbed.Name.hosta, Testbed.Name.hostb), (.hostb, .hosta)] {
+            let beats = guest.log.heartbeats().count
+            let result = try await migrate(guest.name, from: from, to: to, options())
+            #expect(result.storage == .copy, "sharing was checked, not assumed: \(result)")
+            #expect(result.disks.map(\.mode) == ["copy"])
+            #expect((result.diskBytesTransferred ?? 0) > 0)
+            #expect(try guest.hosts() == [to])
+            #expect(await guest.keepsBeating(after: beats))
+            // The copy is on the target, sparse; the source's image is gone with the VM.
+            let copy = guest.diskFromHere(on: to)
+            #expect(FileManager.default.fileExists(atPath: copy))
+            #expect(!FileManager.default.fileExists(atPath: guest.diskFromHere(on: from)))
+            #expect(try allocated(copy) <= sourceAllocated + 4 << 20, "the copy is sparse")
+            #expect(try guest.markersOnDisk(copy) == ["boot 1 tag=mig"])
+        }
+    }
+
+    /// A linked clone's overlay on hosta's own storage, its base on shared storage: only the
+    /// overlay travels.
+    @Test func aLinkedCloneWhoseBaseTheTargetHasCopiesOnlyItsOverlay() async throws {
+        let guest = TestbedGuest("inc", placement: .local(.hosta), domainType: domainType)
+        defer { guest.cleanUp() }
+        let base = "\(Testbed.shared)/\(guest.name)-base.qcow2"
+        try makeBigBase(base)
+        try run("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, guest.diskFromHere(on: .hosta)])
+        try await guest.boot(on: .hosta, diskReady: true)
+        let beats = guest.log.heartbeats().count
+        let result = try await migrate(guest.name, from: .hosta, to: .hostb, options())
+        #expect(result.storage == .incremental, "\(result)")
+        let overlay = guest.diskFromHere(on: .hostb)
+        #expect(try backingFile(of: overlay) == base)
+        // The 48 MiB written into the base did not travel; the overlay (a few MiB) did.
+        let moved = try #require(result.diskBytesTransferred, "the overlay's bytes are counted")
+        #expect(moved < 16 << 20, "disk bytes moved: \(moved)")
+        #expect(try allocated(overlay) < 16 << 20)
+        #expect(try guest.hosts() == [.hostb])
+        #expect(await guest.keepsBeating(after: beats))
+        #expect(try guest.markersOnDisk(overlay) == ["boot 1 tag=mig"])
+        // The base stays where it is, for its other clones.
+        #expect(FileManager.default.fileExists(atPath: base))
+    }
+
+    /// Bases in each host's own folder: compared byte for byte. A base that differs is refused
+    /// for --storage incremental (code 6, nothing made on the target); an identical copy works.
+    @Test func incrementalStorageChecksThatTheTargetsBaseIsIdentical() async throws {
+        let guest = TestbedGuest("incbase", placement: .local(.hosta), domainType: domainType)
+        defer { guest.cleanUp() }
+        let baseName = "\(guest.name)-base.qcow2"
+        let ours = "\(Testbed.Name.hosta.imagesFromHere)/\(baseName)"
+        let theirs = "\(Testbed.Name.hostb.imagesFromHere)/\(baseName)"
+        try makeBigBase(ours)
+        try FileManager.default.copyItem(atPath: ours, toPath: theirs)
+        // One byte differs, far into the data.
+        try run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x5a 100M 512", theirs])
+        try run(
+            "qemu-img",
+            [
+                "create", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", "/var/lib/libvirt/images/\(baseName)",
+                guest.diskFromHere(on: .hosta), "128M",
+            ])
+        try await guest.boot(on: .hosta, diskReady: true)
+        let differs = await migrationError(guest.name, from: .hosta, to: .hostb, options { $0.storage = .incremental })
+        #expect(differs?.code == .incompatibleParameters, "\(String(describing: differs))")
+        #expect(differs?.message.contains("differs") == true)
+        #expect(!FileManager.default.fileExists(atPath: guest.diskFromHere(on: .hostb)), "no overlay left on the target")
+        try await nothingMoved(guest, from: .hosta)
+        // The check says so too, changing nothing.
+        let host = try await Host.connect(Testbed.Name.hosta.uri)
+        let check = try await host.open(guest.name).checkMigration(
+            to: Testbed.Name.hostb.address, options: options { $0.storage = .incremental })
+        try await host.close()
+        #expect(check.problems.contains { $0.code == .incompatibleParameters && $0.message.contains("differs") })
+        // An identical base: only the overlay moves.
+        try FileManager.default.removeItem(atPath: theirs)
+        try FileManager.default.copyItem(atPath: ours, toPath: theirs)
+        let result = try await migrate(guest.name, from: .hosta, to: .hostb, options { $0.storage = .incremental })
+        #expect(result.storage == .incremental)
+        #expect(try #require(result.diskBytesTransferred) < 16 << 20)
+        // Read the overlay on hostb over hostb's base (paths inside the hosts differ from here).
+        let readable = FileManager.default.temporaryDirectory.appendingPathComponent("\(guest.name)-check.qcow2").path
+        defer { try? FileManager.default.removeItem(atPath: readable) }
+        try FileManager.default.copyItem(atPath: guest.diskFromHere(on: .hostb), toPath: readable)
+        try run("qemu-img", ["rebase", "-u", "-F", "qcow2", "-b", theirs, readable])
+        #expect(try guest.markersOnDisk(readable) == ["boot 1 tag=mig"])
+    }
+
+    /// A 128 MiB base: the fixture's data disk grown, with 48 MiB of pattern past its file system.
+    func makeBigBase(_ path: String) throws {
+        try FileManager.default.copyItem(
+            at: Integration.fixtures.appendingPathComponent("data.qcow2"), to: URL(fileURLWithPath: path))
+        try run("qemu-img", ["resize", "-q", path, "128M"])
+        try run("qemu-io", ["-f", "qcow2", "-c", "write -P 0xab 72M 48M", path])
+    }
+
+    @Test func theHomeFolderIsMadeOnTheTargetAndHoldsTheDisks() async throws {
+        let guest = TestbedGuest("home", placement: .local(.hosta), domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta)
+        // Bad homes: code 4, nothing moved, nothing made.
+        for home in ["relative/dir", "/var/lib/libvirt/images/../x", "", "/etc/hostname/sub"] {
+            let error = await migrationError(guest.name, from: .hosta, to: .hostb, options { $0.home = home })
+            #expect(error?.code == .invalidParameter, "\(home): \(String(describing: error))")
+        }
+        try await nothingMoved(guest, from: .hosta)
+        let home = "/var/lib/libvirt/images/\(guest.name)-home/vms"
+        let result = try await migrate(guest.name, from: .hosta, to: .hostb, options { $0.home = home })
+        #expect(result.disks.map(\.targetPath) == ["\(home)/\(guest.name).qcow2"])
+        let copy = "\(Testbed.Name.hostb.imagesFromHere)/\(guest.name)-home/vms/\(guest.name).qcow2"
+        #expect(FileManager.default.fileExists(atPath: copy))
+        #expect(try guest.definition(on: .hostb).contains("\(home)/\(guest.name).qcow2"))
+        #expect(try guest.definition(on: .hostb, inactive: true).contains("\(home)/\(guest.name).qcow2"))
+        #expect(try guest.markersOnDisk(copy) == ["boot 1 tag=mig"])
+        #expect(await guest.keepsBeating(after: guest.log.heartbeats().count))
+    }
+
+    @Test func aNewNameMemoryAndVCPUsTakeEffectOnTheTarget() async throws {
+        let guest = TestbedGuest("settings", domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta)
+        // Cold: shut down, moved under the new name with the new settings, started with them.
+        let renamed = "\(guest.name)-big"
+        let cold = try await migrate(
+            guest.name, from: .hosta, to: .hostb,
+            options {
+                $0.type = .cold
+                $0.newName = renamed
+                $0.memoryMiB = 320
+                $0.vcpus = 2
+            })
+        #expect(cold.vm == renamed)
+        let connection = try Testbed.connection(.hostb)
+        defer { try? connection.close() }
+        let moved = try connection.lookupDomain(name: renamed)
+        #expect(try moved.info().maxMemoryKiB == 320 * 1024)
+        #expect(try moved.info().vcpus == 2)
+        #expect(try moved.isActive())
+        #expect(try Testbed.domains(on: .hosta, prefix: guest.name) == [])
+        #expect(await Integration.waitFor(60) { guest.log.markers()?.count == 2 })
+        // Hot: the running guest keeps its memory; the definition has the new size.
+        let hot = try await migrate(renamed, from: .hostb, to: .hosta, options { $0.memoryMiB = 384 })
+        #expect(hot.steps.contains { $0.contains("next boot") })
+        #expect(
+            try guest.definition(on: .hosta, name: renamed, inactive: true).contains("<memory unit=\"MiB\">384</memory>")
+                || guest.definition(on: .hosta, name: renamed, inactive: true).contains("<memory unit='KiB'>393216</memory>"))
+    }
+
     // MARK: Refusals: the right code, nothing moved
 
     /// The guest is where it was, running, and the other host has nothing of it.

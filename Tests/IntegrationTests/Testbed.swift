@@ -79,10 +79,15 @@ final class TestbedGuest {
 
     /// Defines the guest on `host` with a copy of the fixture data disk and starts it; waits for
     /// its first heartbeat.
-    func boot(on host: Testbed.Name, tag: String = "mig", cmdline extra: String = "", start: Bool = true) async throws {
+    /// `diskReady`: the test made the disk (an overlay, say) at `diskFromHere(on:)` itself.
+    func boot(
+        on host: Testbed.Name, tag: String = "mig", cmdline extra: String = "", start: Bool = true, diskReady: Bool = false
+    ) async throws {
         let disk = diskFromHere(on: host)
-        try FileManager.default.copyItem(
-            at: Integration.fixtures.appendingPathComponent("data.qcow2"), to: URL(fileURLWithPath: disk))
+        if !diskReady {
+            try FileManager.default.copyItem(
+                at: Integration.fixtures.appendingPathComponent("data.qcow2"), to: URL(fileURLWithPath: disk))
+        }
         var xml = try String(contentsOf: Integration.fixtures.appendingPathComponent("linux-domain.xml.in"), encoding: .utf8)
         for (key, value) in [
             "@NAME@": name, "@DISK@": diskPath, "@SERIAL@": serialPath,
@@ -142,6 +147,13 @@ final class TestbedGuest {
             .filter { !$0.isEmpty }
     }
 
+    /// The definition a host keeps for the guest (inactive: the persistent one).
+    func definition(on host: Testbed.Name, name: String? = nil, inactive: Bool = false) throws -> String {
+        let connection = try Testbed.connection(host)
+        defer { try? connection.close() }
+        return try connection.lookupDomain(name: name ?? self.name).xmlDescription(inactive ? [.inactive] : [])
+    }
+
     /// Heartbeats keep coming after `count`: the guest runs (and did not restart, since
     /// `heartbeats()` counts from the last boot).
     func keepsBeating(after count: Int, seconds: Double = 20) async -> Bool {
@@ -164,4 +176,16 @@ final class TestbedGuest {
             }
         }
     }
+}
+
+/// Bytes a file takes on disk.
+func allocated(_ path: String) throws -> Int {
+    try URL(fileURLWithPath: path).resourceValues(forKeys: [.totalFileAllocatedSizeKey]).totalFileAllocatedSize ?? 0
+}
+
+/// The backing file a qcow2 image names, read from the image.
+func backingFile(of path: String) throws -> String? {
+    let info = try run("qemu-img", ["info", "-U", "--output=json", path])
+    let object = try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any]
+    return object?["backing-filename"] as? String
 }
