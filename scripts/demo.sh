@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo: sets up this machine as a libvirt host, builds the fixture Linux guest and vmctl,
 # then shows VMDriver at work: what the host can do, opening (registering) a VM from its XML
-# file, starting it, watching it boot, a clean ACPI shutdown, and a linked clone that boots
-# with the VM's data.
+# file, starting it, watching it boot, a clean ACPI shutdown, a linked clone that boots with
+# the VM's data, and (on the two-host testbed, scripts/testbed.sh) a running linked clone
+# migrated live to the other host and back: only its overlay travels.
 #
 #   scripts/demo.sh          runs the demo and removes the demo VM at the end
 #   scripts/demo.sh --keep   leaves the demo VM defined and running
@@ -85,3 +86,55 @@ run "$vmctl" shutdown "$name" --timeout 60
 
 say "The parent is protected while the clone rests on it"
 "$vmctl" delete "$name" || echo "(exit $?: refused, as it should be)"
+
+# --- Migration: a second host -------------------------------------------------------------
+say "Two libvirt hosts on this machine, each in its own namespaces (scripts/testbed.sh)"
+testbed_started=false
+bash scripts/testbed.sh status >/dev/null 2>&1 || testbed_started=true
+run bash scripts/testbed.sh up
+a=qemu+tcp://10.77.0.1/system
+b=qemu+tcp://10.77.0.2/system
+shared=/var/lib/vmdriver-testbed/shared
+golden=vmdriver-demo-golden
+moved=vmdriver-demo-web
+testbed_cleanup() {
+  for uri in "$a" "$b"; do
+    for vm in "$moved" "$golden"; do
+      virsh -q -c "$uri" destroy "$vm" >/dev/null 2>&1 || true
+      virsh -q -c "$uri" undefine --snapshots-metadata "$vm" >/dev/null 2>&1 || true
+    done
+  done
+  rm -f -- "$shared/$golden".* "$shared/$golden"-* "$shared/$moved"* \
+    /var/lib/vmdriver-testbed/host{a,b}/lib/images/"$moved"*
+  if $testbed_started; then bash scripts/testbed.sh down || true; fi
+}
+trap 'cleanup; testbed_cleanup' EXIT
+testbed_cleanup >/dev/null 2>&1 || true
+$testbed_started && bash scripts/testbed.sh up >/dev/null
+
+cp "$fixtures/data.qcow2" "$shared/$golden.qcow2"
+sed -e "s|@NAME@|$golden|; s|@DISK@|$shared/$golden.qcow2|; s|@SERIAL@|$shared/$golden.serial.log|" \
+  -e "s|@KERNEL@|$fixtures/vmlinuz|; s|@INITRD@|$fixtures/initrd.img|; s|@TAG@|golden|; s|@DOMAIN_TYPE@|$type|" \
+  "$fixtures/linux-domain.xml.in" >"$shared/$golden.xml"
+say "On hosta: a golden VM on storage both hosts share, and a linked clone of it on hosta's own disk"
+run "$vmctl" -c "$a" open "$shared/$golden.xml"
+run "$vmctl" -c "$a" clone "$golden" "$moved" --linked --dest /var/lib/libvirt/images
+run "$vmctl" -c "$a" start "$moved"
+serial=$(virsh -q -c "$a" dumpxml "$moved" | sed -n "s|.*<source path='\([^']*\)'.*|\1|p" | head -1)
+for _ in $(seq 1 120); do
+  grep -q 'VMDRIVER-HEARTBEAT 2' "/var/lib/vmdriver-testbed/hosta/lib/images/${serial##*/}" 2>/dev/null && break
+  sleep 0.5
+done
+
+say "Could it move to hostb? (changes nothing)"
+run "$vmctl" -c "$a" migrate "$moved" 10.77.0.2 --check
+
+say "Live to hostb: its base is on shared storage, so only the clone's overlay is copied"
+run "$vmctl" -c "$a" migrate "$moved" 10.77.0.2
+run virsh -c "$b" list
+
+say "And back to hosta with every byte encrypted (TLS for control and data, certificates checked)"
+run env VMDRIVER_PKIPATH=/var/lib/vmdriver-testbed/client "$vmctl" -c "$b" migrate "$moved" 10.77.0.1 --security high
+run virsh -c "$a" list
+log=/var/lib/vmdriver-testbed/hosta/lib/images/${serial##*/}
+echo "The guest never restarted: $(tr -d '\r' <"$log" | grep -c VMDRIVER-INIT) boot, heartbeat at $(tr -d '\r' <"$log" | grep HEARTBEAT | tail -1)"

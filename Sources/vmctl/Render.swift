@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import VMDriver
 
 enum Render {
@@ -54,7 +55,9 @@ extension Render {
 }
 
 /// Draws a job's progress on stderr when it is a terminal; silent otherwise.
-struct ProgressBar {
+/// On a terminal, one line redrawn in place; otherwise (logs, CI) a plain line at most once a
+/// second.
+final class ProgressBar: Sendable {
     /// Waits for `job`, drawing its progress meanwhile.
     static func follow<T: Sendable>(_ job: Job<T>) async throws(VMDriverError) -> T {
         let bar = ProgressBar()
@@ -72,10 +75,10 @@ struct ProgressBar {
         return try outcome.get()
     }
 
-    let enabled = isatty(STDERR_FILENO) == 1
+    let terminal = isatty(STDERR_FILENO) == 1
+    private let lastLine = Mutex<ContinuousClock.Instant?>(nil)
 
     func draw(_ progress: JobProgress) {
-        guard enabled else { return }
         let width = 30
         let filled = Int(((progress.percent ?? 0) / 100 * Double(width)).rounded()).clamped(0, width)
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
@@ -90,7 +93,18 @@ struct ProgressBar {
         if let rate = progress.bytesPerSecond { extra += " \(Self.size(rate))/s" }
         if let dirty = progress.dirtyPagesPerSecond { extra += " dirty \(dirty) pages/s" }
         if let downtime = progress.expectedDowntimeMilliseconds { extra += " downtime ~\(downtime) ms" }
-        FileHandle.standardError.write(Data("\r\u{1B}[K[\(bar)] \(percent)\(bytes) \(progress.phase)\(extra)".utf8))
+        let line = "[\(bar)] \(percent)\(bytes) \(progress.phase)\(extra)"
+        if terminal {
+            FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
+            return
+        }
+        let now = ContinuousClock.now
+        let due = lastLine.withLock { last in
+            guard last.map({ now - $0 >= .seconds(1) }) ?? true else { return false }
+            last = now
+            return true
+        }
+        if due { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
     }
 
     static func size(_ bytes: UInt64) -> String {
@@ -100,7 +114,7 @@ struct ProgressBar {
     }
 
     func finish() {
-        guard enabled else { return }
+        guard terminal else { return }
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
     }
 }
