@@ -98,6 +98,7 @@ final class ProgressBar: Sendable {
             FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
             return
         }
+        guard progress.percent != nil else { return }
         let now = ContinuousClock.now
         let due = lastLine.withLock { last in
             guard last.map({ now - $0 >= .seconds(1) }) ?? true else { return false }
