@@ -125,6 +125,20 @@ struct VMCtlTestDriverTests {
         #expect(output.status == 4)
         #expect(output.stderr.contains("--timeout must be a positive number"))
     }
+
+    @Test func migrateRefusesBadInputWithTheRightCode() throws {
+        // A destination in no accepted format: code 4, the formats named.
+        let bad = try VMCtl.run("-c", "test:///default", "migrate", "test", "not a host")
+        #expect(bad.status == 4)
+        #expect(bad.stderr.contains("IPv6"), "\(bad.stderr)")
+        // Options that cannot be: code 4 before anything is asked of a host.
+        #expect(try VMCtl.run("-c", "test:///default", "migrate", "test", "10.0.0.9", "--parallel", "0").status == 4)
+        #expect(try VMCtl.run("-c", "test:///default", "migrate", "test", "10.0.0.9", "--type", "lukewarm").status == 4)
+        // The test driver migrates nothing: code 1, said so.
+        let driver = try VMCtl.run("-c", "test:///default", "migrate", "test", "10.0.0.9", "--check")
+        #expect(driver.status == 1, "\(driver.stderr)")
+        #expect(driver.stderr.contains("does not migrate"), "\(driver.stderr)")
+    }
 }
 
 @Suite(
