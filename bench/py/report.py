@@ -51,7 +51,8 @@ def markdown(results):
             if r.get("downtime_ms") is not None or r.get("anchor_downtime_ms") is not None:
                 extra.append(f"downtime {fmt_ms(r.get('downtime_ms'))} vs {fmt_ms(r.get('anchor_downtime_ms'))}")
             if r.get("bytes") or r.get("anchor_bytes"):
-                extra.append(f"moved {fmt(r.get('bytes'), 'bytes')} vs {fmt(r.get('anchor_bytes'), 'bytes')}")
+                extra.append(f"on the wire {fmt(r.get('bytes'), 'bytes')} vs {fmt(r.get('anchor_bytes'), 'bytes')}"
+                             + (f", vmctl reports {fmt(r['reported_bytes'], 'bytes')}" if r.get("reported_bytes") else ""))
             if r.get("python") is not None:
                 extra.append(f"python-libvirt {fmt(r['python'], 's')}, virsh per process {fmt(r['virsh'], 's')}")
             if r.get("note"):
