@@ -466,7 +466,7 @@ def case_fleet(ctx):
     os.chmod(d, 0o755)
     golden = PREFIX + "golden"
     disk = f"{d}/{golden}.qcow2"
-    golden_bytes = ctx.reps(512 * MiB, 1 * GiB)
+    golden_bytes = ctx.reps(256 * MiB, 1 * GiB)
     make_disk(disk, 2, golden_bytes, base=FIXTURES + "/data.qcow2")
     define(LOCAL, golden, disk, f"{d}/{golden}.serial", d, pty_console=True)
     count = 20
@@ -540,7 +540,7 @@ def case_open_list(ctx):
     os.makedirs(d)
     conn = libvirt.open(LOCAL)
     names = [f"{PREFIX}list-{i:03d}" for i in range(200)]
-    rounds = ctx.reps(3, 5)
+    rounds = ctx.reps(2, 5)
     n_open = 10000
     n_list = ctx.reps(100, 200)
     n_virsh = ctx.reps(30, 100)
@@ -603,7 +603,7 @@ def case_peak_rss(ctx):
     d = WORK + "/rss"
     rm(d)
     os.makedirs(d + "/clones")
-    sizes = [1, 2] if ctx.quick else [1, 4]
+    sizes = [1, 2] if ctx.quick else [1, 4]  # GiB of data
     out = {"full_clone": {}}
     try:
         for gib in sizes:
@@ -828,7 +828,7 @@ def case_migrate_idle(ctx):
         return name
 
     return migration_case(ctx, "hot migration, idle 256 MiB guest, shared storage", setup, [], [],
-                          ctx.reps(2, 5))
+                          ctx.reps(2, 6))
 
 
 def case_migrate_dirty(ctx):
