@@ -141,7 +141,8 @@ def charts(results, out):
     for fs in ("ext4", "xfs"):
         fc = cases.get("full_clone", {}).get(fs)
         if fc and fc.get("throughput_MiBps"):
-            panels.append((f"full clone, {fs} (MiB/s)", list(fc["throughput_MiBps"].items())))
+            panels.append((f"full clone, {fs} (MiB/s{', log' if fs == 'xfs' else ''})",
+                           list(fc["throughput_MiBps"].items())))
     if "fleet" in cases and cases["fleet"].get("vmdriver"):
         f = cases["fleet"]
         panels.append(("20 clones + start (s)", [("VMDriver", _med(f["vmdriver"])),
@@ -151,6 +152,17 @@ def charts(results, out):
         if ol.get(mode):
             per = ol[mode]["per_call"]
             panels.append((f"{mode} per call (µs, log)", [(k, 1e6 * _med(v)) for k, v in per.items()]))
+    mig = [(cid, cases[cid]) for cid in ("migrate_idle", "migrate_copy", "migrate_incremental")
+           if cases.get(cid, {}).get("runs")]
+    if mig:
+        data = []
+        for cid, c in mig:
+            short = cid.replace("migrate_", "")
+            for who, label in (("vmdriver", "VMDriver"), ("virsh", "virsh")):
+                walls = [x["wall"] for x in c["runs"][who] if x.get("wall") is not None]
+                if walls:
+                    data.append((f"{short} {label}", _med(walls)))
+        panels.append(("hot migration wall (s)", data))
     if cases.get("clone_latency", {}).get("samples"):
         panels.append(("latency", cases["clone_latency"]["samples"]))
     if panels:
@@ -164,7 +176,7 @@ def charts(results, out):
                 ms = [1e3 * x for x in data]
                 ax.hist(ms, bins=30, color="#47a")
                 p50 = sorted(ms)[len(ms) // 2]
-                p99 = sorted(ms)[max(0, int(len(ms) * 0.99) - 1)]
+                p99 = sorted(ms)[max(0, min(len(ms) - 1, int(round(0.99 * len(ms) + 0.5)) - 1))]
                 ax.axvline(p50, color="black", label=f"p50 {p50:.1f} ms")
                 ax.axvline(p99, color="red", label=f"p99 {p99:.1f} ms")
                 ax.set_title("library linked clone latency (ms, 100 clones)", fontsize=9)
