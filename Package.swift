@@ -34,6 +34,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The library-level benchmarks that scripts/bench.sh runs (BENCHMARKS.md).
+        .executableTarget(
+            name: "vmbench",
+            dependencies: [
+                "VMDriver",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
         .testTarget(name: "VMDriverTests", dependencies: ["VMDriver", "Libvirt"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VMDriver", "Libvirt"]),

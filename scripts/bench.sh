@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The benchmark suite (issue 5): VMDriver beside virsh, qemu-img, cp, virt-clone, python-libvirt
+# and a C loop on libvirt's API, measured in the same run on this machine, interleaved, medians
+# of several runs and ratios taken pair by pair. See BENCHMARKS.md.
+#
+#   scripts/bench.sh [--quick] [--no-migration] [--cases ID,ID] [--out DIR]
+#
+# Writes DIR/results.json, DIR/results.md (the table, also printed) and DIR/*.png (default
+# DIR: bench/). --quick: fewer runs (under 5 minutes once built); the full run stays under 30.
+# Installs what it needs with apt-get (like setup-host.sh), starts the daemons, brings the
+# two-host testbed up for the migration cases (scripts/testbed.sh up; it is left up), builds
+# vmctl and vmbench in release mode in .build-bench, and the C anchor with gcc.
+# Everything it makes is named vmdriver-bench-* and removed at the end, even on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+log() { printf 'bench.sh: %s\n' "$*" >&2; }
+
+quick=()
+migration=()
+cases=()
+out=bench
+while (($#)); do
+  case "$1" in
+    --quick) quick=(--quick) ;;
+    --no-migration) migration=(--no-migration) ;;
+    --cases) cases=(--cases "$2"); shift ;;
+    --out) out=$2; shift ;;
+    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) log "unknown argument: $1"; exit 4 ;;
+  esac
+  shift
+done
+
+bash scripts/setup-host.sh
+
+# The anchors and the plotting tool, from Debian's packages. Debian's /usr/bin/python3 is used
+# throughout: python3-libvirt and python3-matplotlib live in its dist-packages.
+packages=(virtinst python3-libvirt python3-matplotlib xfsprogs time gcc libvirt-dev pkg-config qemu-utils)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+python=/usr/bin/python3
+
+fixtures=$(bash Fixtures/build.sh)
+export VMDRIVER_FIXTURES="$fixtures"
+
+log "building vmctl and vmbench (release, .build-bench)"
+swift build -c release --scratch-path .build-bench --product vmctl >&2
+swift build -c release --scratch-path .build-bench --product vmbench >&2
+bin=$(swift build -c release --scratch-path .build-bench --show-bin-path)
+
+tmp=$(mktemp -d /tmp/vmdriver-bench.XXXXXX)
+cleanup() {
+  local status=$?
+  "$python" "$root/bench/py/bench.py" --cleanup || true
+  rm -rf -- "$tmp"
+  exit "$status"
+}
+trap cleanup EXIT INT TERM
+# shellcheck disable=SC2046 # pkg-config prints separate flags
+gcc -O2 -o "$tmp/lookup" bench/c/lookup.c $(pkg-config --cflags --libs libvirt)
+
+# Leftovers of an earlier, killed run.
+"$python" bench/py/bench.py --cleanup
+
+command=(scripts/bench.sh "${quick[@]}" "${migration[@]}" "${cases[@]}")
+"$python" bench/py/bench.py "${quick[@]}" "${migration[@]}" "${cases[@]}" --out "$out" \
+  --vmctl "$bin/vmctl" --vmbench "$bin/vmbench" --lookup "$tmp/lookup" --command "${command[*]}"
