@@ -703,6 +703,8 @@ struct MigrationPlan: Sendable {
             if resume, try moved.state().state == .paused { try moved.resume() }
             return (stats, try VirtualMachine.state(of: moved))
         }
+        // Resumed on the target just now: the pause was the guest's downtime.
+        let pausedFor = attempt.pausedAt.map { ContinuousClock.now - $0 }
         if coldSettings { steps.append("defined the new memory and vCPU settings on the target") }
         if restart { steps.append("started the VM on the target") }
         if resume { steps.append("resumed the guest on the target") }
@@ -724,7 +726,8 @@ struct MigrationPlan: Sendable {
             vm: targetName, source: vm.host.name, destination: destinationHost.name, type: type, storage: storage,
             security: options.security,
             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
-            downtimeMilliseconds: stats?.downtime, bytesTransferred: stats?.dataProcessed ?? stats?.memoryProcessed,
+            downtimeMilliseconds: Self.downtime(libvirt: stats?.downtime, pausedFor: pausedFor),
+            bytesTransferred: Self.bytes(stats, diskSeen: attempt.diskBytes),
             diskBytesTransferred: max(stats?.diskProcessed ?? 0, attempt.diskBytes ?? 0) > 0
                 ? max(stats?.diskProcessed ?? 0, attempt.diskBytes ?? 0) : nil, state: state,
             steps: steps,
@@ -779,6 +782,22 @@ struct MigrationPlan: Sendable {
             }) ?? false
     }
 
+    /// The guest's downtime: libvirt's measure of the switch-over, or, when the policy paused
+    /// the guest to finish, the whole pause (until it was resumed on the target).
+    static func downtime(libvirt: UInt64?, pausedFor: Duration?) -> UInt64? {
+        guard let pausedFor else { return libvirt }
+        let paused =
+            UInt64(max(0, pausedFor.components.seconds)) * 1000 + UInt64(pausedFor.components.attoseconds / 1_000_000_000_000_000)
+        return max(libvirt ?? 0, paused)
+    }
+
+    /// Bytes moved: libvirt's total, plus the disk bytes its final stats leave out.
+    static func bytes(_ stats: Domain.JobStats?, diskSeen: UInt64?) -> UInt64? {
+        guard let total = stats?.dataProcessed ?? stats?.memoryProcessed else { return diskSeen }
+        let disk = (stats?.diskProcessed ?? 0) > 0 ? 0 : (diskSeen ?? 0)
+        return total + disk
+    }
+
     /// True when the policy, not the caller, asked for post-copy.
     var policyAddedPostcopy: Bool { flags.contains(.postcopy) && !options.postcopy }
 
@@ -797,6 +816,8 @@ struct MigrationPlan: Sendable {
         var cancelled = false
         /// The policy paused the guest to finish: it must run again wherever it ends up.
         var paused = false
+        /// When: the guest's downtime runs from here, not from libvirt's switch-over.
+        var pausedAt: ContinuousClock.Instant?
         /// Disk bytes copied, as last seen (libvirt's final stats leave them out).
         var diskBytes: UInt64?
     }
@@ -845,7 +866,10 @@ struct MigrationPlan: Sendable {
             if let disk = stats.diskProcessed, disk > 0 { attempt.diskBytes = max(attempt.diskBytes ?? 0, disk) }
             if let action = policy.next(stats) {
                 steps.append(action.description)
-                if action == .pause { attempt.paused = true }
+                if action == .pause {
+                    attempt.paused = true
+                    attempt.pausedAt = .now
+                }
                 vm.host.logger.info("\(label): \(action.description)")
                 try? await vm.host.blocking("", evenIfCancelled: true) { _ in
                     switch action {

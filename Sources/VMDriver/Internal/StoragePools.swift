@@ -30,7 +30,9 @@ enum StoragePools {
     static func createOverlay(
         _ overlay: String, base: String, baseFormat: String, pool: StoragePool, connection: Connection
     ) throws {
-        try pool.refresh()
+        // A refresh is refused while another volume is being built in the pool (concurrent
+        // clones): the base is looked up by path, refreshing only if needed (ImageInspector).
+        try? pool.refresh()
         let capacity: UInt64
         do {
             capacity = try ImageInspector.volume(at: base, connection: connection).info().capacity
