@@ -45,6 +45,8 @@ enum StoragePools {
         let volume = XMLTree(name: "volume")
         volume.append("name", text: (overlay as NSString).lastPathComponent)
         volume.append("capacity", attributes: [("unit", "bytes")], text: String(capacity))
+        // Without an allocation libvirt takes the capacity and preallocates: overlays are sparse.
+        volume.append("allocation", attributes: [("unit", "bytes")], text: "0")
         let target = volume.append("target")
         target.append("format", attributes: [("type", "qcow2")])
         target.append("permissions").append("mode", text: "0600")
