@@ -236,13 +236,17 @@ struct MigrationPlan: Sendable {
                 // Backing images, where only the top image might travel: the target must hold
                 // the same bytes at the same path (the same file, when the folder is shared).
                 var bases: [String: Result<Bool?, VMDriverError>] = [:]
+                // One probe per folder, however many bases it holds (nil inside: cannot tell).
+                var baseFolders: [String: Bool?] = shared.mapValues { $0 }
                 if options.storage == .auto || options.storage == .incremental {
                     for disk in disks where shared[folder(disk.path)] != true || options.home != nil {
                         for base in disk.chain where bases[base.path] == nil {
-                            let sameFolder =
-                                shared[folder(base.path)]
-                                ?? StoragePools.sameStorage(folder(base.path), source: connection, target: targetConnection)
-                            if sameFolder == true {
+                            let baseFolder = folder(base.path)
+                            if baseFolders[baseFolder] == nil {
+                                baseFolders[baseFolder] = .some(
+                                    StoragePools.sameStorage(baseFolder, source: connection, target: targetConnection))
+                            }
+                            if baseFolders[baseFolder] == true {
                                 bases[base.path] = .success(true)
                                 continue
                             }
@@ -262,9 +266,6 @@ struct MigrationPlan: Sendable {
                 for disk in disks where shared[folder(disk.path)] != true || options.home != nil {
                     let path = options.home.map { "\($0)/\((disk.path as NSString).lastPathComponent)" } ?? disk.path
                     if (try? ImageInspector.volume(at: path, connection: targetConnection)) != nil { occupied.append(path) }
-                }
-                if let home = options.home {
-                    targetPools[home] = (try? StoragePools.covering(home, connection: targetConnection)) != nil
                 }
                 return Facts(
                     state: state, sameHost: sourceUUID != nil && sourceUUID == targetUUID, nameTaken: taken, layout: layout,
@@ -456,13 +457,9 @@ struct MigrationPlan: Sendable {
             case .shared: mode = .shared
             case .copy: mode = .copy
             case .incremental:
-                if disk.chain.isEmpty {
-                    mode = .copy
-                } else if let error = chainReady(disk) {
+                mode = disk.chain.isEmpty ? .copy : .incremental
+                if mode == .incremental, let error = chainReady(disk) {
                     problems.append(Problem(code: error.code, message: "--storage incremental: \(error.message)"))
-                    mode = .incremental
-                } else {
-                    mode = .incremental
                 }
             case .auto:
                 if inPlace == true {
@@ -605,9 +602,8 @@ struct MigrationPlan: Sendable {
                     if try !domain.isActive() { try domain.start() }
                 }
             }
-            let now = await whereIsTheVM()
-            if error.message.contains("; the VM is") || error.message.hasSuffix(now) { throw error }
-            throw VMDriverError(error.code, "\(error.message); \(now)", cause: error.cause)
+            // Where the VM is, once everything has been put back: every failure says so.
+            throw VMDriverError(error.code, "\(error.message); \(await whereIsTheVM())", cause: error.cause)
         }
     }
 
@@ -649,43 +645,42 @@ struct MigrationPlan: Sendable {
             attempt = try await transfer(flags: flags, context: context, steps: &steps, started: started)
         }
         if let error = attempt.error {
-            if attempt.paused {
+            if attempt.pausedAt != nil {
                 // Paused by the policy, still on the source: it runs again there.
                 try? await vm.host.blocking("", evenIfCancelled: true) { [domain = vm.domain] _ in
                     if try domain.state().state == .paused { try domain.resume() }
                 }
             }
-            let now = await whereIsTheVM()
             if attempt.timedOut {
                 throw VMDriverError(
                     .timeout,
-                    "migration of \(label) to \(destination) did not finish within \(Job<Void>.format(timeout)) and was aborted; \(now)",
+                    "migration of \(label) to \(destination) did not finish within \(Job<Void>.format(timeout)) and was aborted",
                     cause: error)
             }
             if attempt.cancelled {
-                throw VMDriverError(.failed, "migration of \(label) to \(destination) was cancelled; \(now)", cause: error)
+                throw VMDriverError(.failed, "migration of \(label) to \(destination) was cancelled", cause: error)
             }
             if Self.isPostcopyRefusal(error) {
                 throw VMDriverError(
                     .notSupported,
                     "post-copy is not available on \(destinationHost.label): its QEMU cannot use userfaultfd (QEMU runs "
-                        + "unprivileged; the kernel denies it unless vm.unprivileged_userfaultfd = 1 there). Nothing moved; \(now)",
+                        + "unprivileged; the kernel denies it unless vm.unprivileged_userfaultfd = 1 there). Nothing moved",
                     cause: error)
             }
             if flags.contains(.tls), Self.isCertificateProblem(error) {
                 throw VMDriverError(
                     .notSupported,
-                    "security 'high' needs QEMU's TLS certificates on both hosts (/etc/pki/qemu): \(error.message). Nothing moved; \(now)",
+                    "security 'high' needs QEMU's TLS certificates on both hosts (/etc/pki/qemu): \(error.message). Nothing moved",
                     cause: error)
             }
             let code = error.code == .completed ? .failed : error.code
-            throw VMDriverError(code, "\(error.message); \(now)", cause: error)
+            throw VMDriverError(code, error.message, cause: error)
         }
 
         // Done: read what happened from the target, restart a cold-migrated VM.
         let targetName = self.targetName
         let restart = type == .cold && wasActive
-        let resume = attempt.paused
+        let resume = attempt.pausedAt != nil
         let coldSettings = type == .cold && (options.memoryMiB != nil || options.vcpus != nil)
         let options = self.options
         let (stats, state) = try await destinationHost.blocking("cannot read the migrated VM on \(destinationHost.label)") {
@@ -814,9 +809,8 @@ struct MigrationPlan: Sendable {
         var error: VMDriverError?
         var timedOut = false
         var cancelled = false
-        /// The policy paused the guest to finish: it must run again wherever it ends up.
-        var paused = false
-        /// When: the guest's downtime runs from here, not from libvirt's switch-over.
+        /// When the policy paused the guest to finish: it must run again wherever it ends up,
+        /// and its downtime runs from here, not from libvirt's switch-over.
         var pausedAt: ContinuousClock.Instant?
         /// Disk bytes copied, as last seen (libvirt's final stats leave them out).
         var diskBytes: UInt64?
@@ -866,10 +860,7 @@ struct MigrationPlan: Sendable {
             if let disk = stats.diskProcessed, disk > 0 { attempt.diskBytes = max(attempt.diskBytes ?? 0, disk) }
             if let action = policy.next(stats) {
                 steps.append(action.description)
-                if action == .pause {
-                    attempt.paused = true
-                    attempt.pausedAt = .now
-                }
+                if action == .pause { attempt.pausedAt = .now }
                 vm.host.logger.info("\(label): \(action.description)")
                 try? await vm.host.blocking("", evenIfCancelled: true) { _ in
                     switch action {
