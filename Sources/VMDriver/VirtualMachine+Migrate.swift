@@ -621,7 +621,7 @@ struct MigrationPlan: Sendable {
         if type == .cold {
             for move in moves where move.mode != .shared {
                 context.report(JobProgress(phase: "copying \(move.disk.target) to \(destinationHost.label)"))
-                try await copyImage(move)
+                try await preparation.copyImage(move, from: vm.host)
                 steps.append(
                     "copied \(move.mode == .incremental ? "the top image" : "the image") of \(move.disk.target) to \(move.targetPath)"
                 )
@@ -730,35 +730,6 @@ struct MigrationPlan: Sendable {
                 MigrationResult.Disk(
                     device: $0.disk.target, mode: $0.mode.rawValue, sourcePath: $0.disk.path, targetPath: $0.targetPath)
             })
-    }
-
-    /// Cold migrations: copies a disk's image file (the top image, for an incremental move) to
-    /// the target through the two hosts' storage APIs, sparse.
-    func copyImage(_ move: DiskMove) async throws(VMDriverError) {
-        let (preparation, target, sourceIsLocal) = (self.preparation, destinationHost, !vm.host.isRemote)
-        try await vm.host.blocking("cannot copy \(move.disk.path) to \(target.label)") { connection in
-            let targetFolder = folder(move.targetPath)
-            guard let pool = try StoragePools.covering(targetFolder, connection: target.connection) else {
-                throw VMDriverError(.incompatibleParameters, "\(target.label) has no storage pool covering \(targetFolder)")
-            }
-            let volume = XMLTree(name: "volume")
-            volume.append("name", text: (move.targetPath as NSString).lastPathComponent)
-            volume.append("capacity", attributes: [("unit", "bytes")], text: "0")
-            let format = volume.append("target")
-            format.append("format", attributes: [("type", "raw")])
-            format.append("permissions").append("mode", text: "0600")
-            let copy = try pool.createVolume(xml: volume.serialized())
-            preparation.made(move.targetPath)
-            if let original = try? ImageInspector.volume(at: move.disk.path, connection: connection) {
-                try MigrationStorage.copyFile(from: original, to: copy)
-            } else if sourceIsLocal {
-                try MigrationStorage.upload(localFile: move.disk.path, to: copy)
-            } else {
-                throw VMDriverError(
-                    .notSupported, "cannot read \(move.disk.path) on the source: define a storage pool for its folder there")
-            }
-            try? pool.refresh()
-        }
     }
 
     /// Deletes an image on the source after the VM moved. True when it is gone.

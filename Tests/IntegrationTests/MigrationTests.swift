@@ -118,6 +118,21 @@ struct MigrationTests {
         }
     }
 
+    /// libvirt's offline migration moves no storage: VMDriver copies the image file itself,
+    /// through both hosts' storage APIs, then starts the guest there with its data.
+    @Test func aColdMigrationCopiesTheImageFiles() async throws {
+        let guest = TestbedGuest("coldcopy", placement: .local(.hosta), domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta)
+        let result = try await migrate(guest.name, from: .hosta, to: .hostb, options { $0.type = .cold })
+        #expect(result.storage == .copy)
+        #expect(result.steps.contains { $0.hasPrefix("copied the image of vda") }, "\(result.steps)")
+        #expect(try guest.hosts() == [.hostb])
+        #expect(!FileManager.default.fileExists(atPath: guest.diskFromHere(on: .hosta)))
+        #expect(await Integration.waitFor(60) { guest.log.markers()?.count == 2 })
+        #expect(guest.log.markers() == ["boot 1 tag=mig", "boot 2 tag=mig"])
+    }
+
     /// A linked clone's overlay on hosta's own storage, its base on shared storage: only the
     /// overlay travels.
     @Test func aLinkedCloneWhoseBaseTheTargetHasCopiesOnlyItsOverlay() async throws {

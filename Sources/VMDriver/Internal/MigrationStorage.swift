@@ -23,24 +23,23 @@ struct DiskMove: Sendable {
 
 /// Disk images across two hosts, through libvirt's storage API.
 enum MigrationStorage {
+    /// Opens an image on the source for reading: through the storage pool that covers it, or,
+    /// on this machine, the file itself. Also gives the volume when there is one. Blocking.
+    static func reader(_ path: String, connection: Connection, isLocal: Bool) throws -> (ByteReader, StorageVolume?) {
+        if let volume = try? ImageInspector.volume(at: path, connection: connection) {
+            return (try VolumeReader(volume), volume)
+        }
+        if isLocal, let file = FileHandle(forReadingAtPath: path) { return (FileReader(file), nil) }
+        throw VMDriverError(.notSupported, "cannot read \(path) on the source: define a storage pool for its folder there")
+    }
+
     /// Whether `path` on the source and the same path on the target hold the same bytes. nil
-    /// when the target has no such image. Reads both images through their hosts' storage pools
-    /// (a local source without a pool: the file); blocking.
+    /// when the target has no such image. Blocking.
     static func sameImage(_ path: String, source: Connection, sourceIsLocal: Bool, target: Connection) throws -> Bool? {
         guard let theirs = try? ImageInspector.volume(at: path, connection: target) else { return nil }
-        let ours: ByteReader
-        if let volume = try? ImageInspector.volume(at: path, connection: source) {
-            ours = try VolumeReader(volume)
-        } else if sourceIsLocal, let file = FileHandle(forReadingAtPath: path) {
-            ours = FileReader(file)
-        } else {
-            throw VMDriverError(
-                .notSupported,
-                "cannot read \(path) on the source to compare it with the target's: define a storage pool for its folder")
-        }
-        if try theirs.info().capacity != (try? source.lookupStorageVolume(path: path).info().capacity) ?? theirs.info().capacity {
-            return false
-        }
+        let (ours, volume) = try reader(path, connection: source, isLocal: sourceIsLocal)
+        // Different virtual sizes: different images, without reading them.
+        if let volume, try volume.info().capacity != theirs.info().capacity { return false }
         return try equal(ours, try VolumeReader(theirs))
     }
 
@@ -78,69 +77,45 @@ enum MigrationStorage {
         return base.load(as: UInt8.self) == 0 && memcmp(base, base + 1, bytes.count - 1) == 0
     }
 
-    /// Copies a volume's file from one host to another through this process (sparse). Blocking.
-    static func copyFile(from source: StorageVolume, to target: StorageVolume) throws {
-        let download = try Libvirt.Stream(connection: source.connection)
+    /// Writes what `reader` reads into a volume (through this process), holes and runs of
+    /// zeros as holes. Blocking.
+    static func send(_ reader: ByteReader, to target: StorageVolume) throws {
         let upload = try Libvirt.Stream(connection: target.connection)
-        try source.download(into: download, sparse: true)
         try target.upload(from: upload, sparse: true)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
         do {
             loop: while true {
-                switch try download.read(into: buffer, sparse: true) {
+                switch try reader.peek() {
                 case .end: break loop
-                case .hole(let length): try upload.writeHole(length)
-                case .data(let count): try upload.write(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+                case .zeros(let count):
+                    try upload.writeHole(Int64(count))
+                    reader.consume(count)
+                case .data(let bytes):
+                    let chunk = UnsafeRawBufferPointer(rebasing: bytes)
+                    if isZero(chunk) { try upload.writeHole(Int64(chunk.count)) } else { try upload.write(chunk) }
+                    reader.consume(chunk.count)
                 }
             }
-            try download.finish()
             try upload.finish()
         } catch {
-            download.abort()
             upload.abort()
             throw error
         }
     }
 }
 
-extension MigrationStorage {
-    /// Uploads a local file into a volume, runs of zeros as holes. Blocking.
-    static func upload(localFile path: String, to target: StorageVolume) throws {
-        guard let file = FileHandle(forReadingAtPath: path) else {
-            throw VMDriverError(.failed, "cannot read \(path)")
-        }
-        defer { try? file.close() }
-        let upload = try Libvirt.Stream(connection: target.connection)
-        try target.upload(from: upload, sparse: true)
-        do {
-            while let chunk = try file.read(upToCount: 1 << 20), !chunk.isEmpty {
-                if chunk.allSatisfy({ $0 == 0 }) {
-                    try upload.writeHole(Int64(chunk.count))
-                } else {
-                    try chunk.withUnsafeBytes { bytes in try upload.write(bytes) }
-                }
-            }
-            try upload.finish()
-        } catch {
-            upload.abort()
-            throw error
-        }
-    }
+/// A piece of a byte sequence.
+enum BytePiece {
+    case data(Slice<UnsafeRawBufferPointer>)
+    case zeros(Int)
+    case end
 }
 
 /// A sequence of bytes read in pieces; holes come as runs of zeros.
-class ByteReader {
-    enum Piece {
-        case data(Slice<UnsafeRawBufferPointer>)
-        case zeros(Int)
-        case end
-    }
-
+protocol ByteReader: AnyObject {
     /// The next piece, without consuming it.
-    func peek() throws -> Piece { .end }
+    func peek() throws -> BytePiece
     /// Consumes `count` bytes of the current piece.
-    func consume(_ count: Int) {}
+    func consume(_ count: Int)
 }
 
 /// Reads a volume through a sparse download stream.
@@ -162,7 +137,7 @@ final class VolumeReader: ByteReader {
         buffer.deallocate()
     }
 
-    override func peek() throws -> Piece {
+    func peek() throws -> BytePiece {
         while !ended && hole == 0 && start == count {
             switch try stream.read(into: buffer, sparse: true) {
             case .end:
@@ -177,7 +152,7 @@ final class VolumeReader: ByteReader {
         return .end
     }
 
-    override func consume(_ n: Int) {
+    func consume(_ n: Int) {
         if hole > 0 { hole -= Int64(n) } else { start += n }
     }
 }
@@ -185,7 +160,6 @@ final class VolumeReader: ByteReader {
 /// Reads a local file.
 final class FileReader: ByteReader {
     private let file: FileHandle
-    private var data = Data()
     private var start = 0
     private var ended = false
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
@@ -198,7 +172,7 @@ final class FileReader: ByteReader {
         buffer.deallocate()
     }
 
-    override func peek() throws -> Piece {
+    func peek() throws -> BytePiece {
         if start == count && !ended {
             let chunk = try file.read(upToCount: buffer.count) ?? Data()
             if chunk.isEmpty {
@@ -211,7 +185,7 @@ final class FileReader: ByteReader {
         return start < count ? .data(UnsafeRawBufferPointer(buffer)[start..<count]) : .end
     }
 
-    override func consume(_ n: Int) { start += n }
+    func consume(_ n: Int) { start += n }
 }
 
 /// What VMDriver makes on the target before a migration (the home folder, disk images), so
@@ -268,23 +242,33 @@ final class TargetPreparation: Sendable {
                     try StoragePools.createOverlay(
                         move.targetPath, base: base.path, baseFormat: base.format ?? "qcow2", pool: pool, connection: connection)
                 } else {
-                    let format = move.disk.format == "raw" ? "raw" : "qcow2"
-                    let volume = XMLTree(name: "volume")
-                    volume.append("name", text: (move.targetPath as NSString).lastPathComponent)
-                    volume.append("capacity", attributes: [("unit", "bytes")], text: String(move.capacity))
-                    volume.append("allocation", attributes: [("unit", "bytes")], text: "0")
-                    let target = volume.append("target")
-                    target.append("format", attributes: [("type", format)])
-                    target.append("permissions").append("mode", text: "0600")
-                    _ = try pool.createVolume(xml: volume.serialized())
+                    _ = try StoragePools.createVolume(
+                        named: (move.targetPath as NSString).lastPathComponent, capacity: move.capacity,
+                        format: move.disk.format == "raw" ? "raw" : "qcow2", in: pool)
                 }
             }
             state.withLock { $0.images.append(move.targetPath) }
         }
     }
 
-    /// Records an image made on the target by other means (a cold copy).
-    func made(_ path: String) { state.withLock { $0.images.append(path) } }
+    /// Cold migrations: copies a disk's image file (the top image, for an incremental move)
+    /// from the source to the target through the two hosts' storage APIs, sparse.
+    func copyImage(_ move: DiskMove, from source: Host) async throws(VMDriverError) {
+        let target = self.target
+        try await source.blocking("cannot copy \(move.disk.path) to \(target.label)") { connection in
+            let targetFolder = folder(move.targetPath)
+            guard let pool = try StoragePools.covering(targetFolder, connection: target.connection) else {
+                throw VMDriverError(.incompatibleParameters, "\(target.label) has no storage pool covering \(targetFolder)")
+            }
+            let (original, _) = try MigrationStorage.reader(move.disk.path, connection: connection, isLocal: !source.isRemote)
+            // An empty raw file the upload fills; libvirt reads its format afresh after.
+            let copy = try StoragePools.createVolume(
+                named: (move.targetPath as NSString).lastPathComponent, capacity: 0, format: "raw", in: pool)
+            self.state.withLock { $0.images.append(move.targetPath) }
+            try MigrationStorage.send(original, to: copy)
+            try? pool.refresh()
+        }
+    }
 
     /// Takes away what was made. Best effort: it runs after a failure.
     func rollback() async {

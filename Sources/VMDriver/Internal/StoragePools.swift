@@ -42,18 +42,30 @@ enum StoragePools {
                 "cannot size an overlay on \(base): no storage pool on the host covers it (define a directory pool for its folder)",
                 cause: error)
         }
+        _ = try createVolume(
+            named: (overlay as NSString).lastPathComponent, capacity: capacity, format: "qcow2",
+            backing: (base, baseFormat), in: pool)
+    }
+
+    /// Creates a volume in `pool`: sparse (without an allocation libvirt would take the
+    /// capacity and preallocate), mode 0600, over a backing image if given. Blocking.
+    static func createVolume(
+        named name: String, capacity: UInt64, format: String, backing: (path: String, format: String)? = nil,
+        in pool: StoragePool
+    ) throws -> StorageVolume {
         let volume = XMLTree(name: "volume")
-        volume.append("name", text: (overlay as NSString).lastPathComponent)
+        volume.append("name", text: name)
         volume.append("capacity", attributes: [("unit", "bytes")], text: String(capacity))
-        // Without an allocation libvirt takes the capacity and preallocates: overlays are sparse.
         volume.append("allocation", attributes: [("unit", "bytes")], text: "0")
         let target = volume.append("target")
-        target.append("format", attributes: [("type", "qcow2")])
+        target.append("format", attributes: [("type", format)])
         target.append("permissions").append("mode", text: "0600")
-        let backing = volume.append("backingStore")
-        backing.append("path", text: base)
-        backing.append("format", attributes: [("type", baseFormat)])
-        _ = try pool.createVolume(xml: volume.serialized())
+        if let backing {
+            let store = volume.append("backingStore")
+            store.append("path", text: backing.path)
+            store.append("format", attributes: [("type", backing.format)])
+        }
+        return try pool.createVolume(xml: volume.serialized())
     }
 
     /// Whether `directory` is the same storage on both hosts: a probe file made through the
@@ -64,11 +76,7 @@ enum StoragePools {
             let targetPool = try? covering(directory, connection: target)
         else { return nil }
         let name = ".vmdriver-probe-\(UUID().uuidString.lowercased())"
-        let volume = XMLTree(name: "volume")
-        volume.append("name", text: name)
-        volume.append("capacity", attributes: [("unit", "bytes")], text: "0")
-        volume.append("target").append("format", attributes: [("type", "raw")])
-        guard let probe = try? sourcePool.createVolume(xml: volume.serialized()) else { return nil }
+        guard let probe = try? createVolume(named: name, capacity: 0, format: "raw", in: sourcePool) else { return nil }
         defer { try? probe.delete() }
         try? targetPool.refresh()
         let seen = (try? targetPool.lookupVolume(name: name)) != nil
