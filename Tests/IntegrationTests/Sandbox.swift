@@ -58,21 +58,13 @@ final class Sandbox {
     }
 
     private func fill(_ template: String, _ values: [String: String]) throws -> String {
-        var text = try String(contentsOf: Integration.fixtures.appendingPathComponent(template), encoding: .utf8)
-        for (key, value) in values { text = text.replacingOccurrences(of: key, with: value) }
-        try text.write(to: xmlFile, atomically: true, encoding: .utf8)
+        try Integration.fill(template, values).write(to: xmlFile, atomically: true, encoding: .utf8)
         return xmlFile.path
     }
 
     func cleanUp() {
         // The sandbox's VM and every clone of it (clones are named after it).
-        if let connection = try? Connection(uri: Integration.uri) {
-            for domain in (try? connection.listAllDomains()) ?? [] where (try? domain.name())?.hasPrefix(name) == true {
-                try? domain.destroy()
-                try? domain.undefine([.managedSave, .snapshotsMetadata, .nvram])
-            }
-            try? connection.close()
-        }
+        Integration.removeDomains(named: name, on: Integration.uri)
         try? FileManager.default.removeItem(at: directory)
     }
 
@@ -95,11 +87,7 @@ final class Sandbox {
 
     /// The markers file read from the disk image on the host, not through the guest.
     func markersOnDisk(_ image: URL? = nil) throws -> [String] {
-        let raw = directory.appendingPathComponent("inspect.raw")
-        defer { try? FileManager.default.removeItem(at: raw) }
-        try run("qemu-img", ["convert", "-U", "-O", "raw", (image ?? disk).path, raw.path])
-        let text = try run("debugfs", ["-R", "cat /markers", raw.path])
-        return text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+        try Integration.markers(inImage: (image ?? disk).path)
     }
 }
 
@@ -134,6 +122,33 @@ struct SerialLog {
 }
 
 extension Integration {
+    /// A fixture template with its placeholders (`@NAME@` …) filled in.
+    static func fill(_ template: String, _ values: [String: String]) throws -> String {
+        var text = try String(contentsOf: fixtures.appendingPathComponent(template), encoding: .utf8)
+        for (key, value) in values { text = text.replacingOccurrences(of: key, with: value) }
+        return text
+    }
+
+    /// Destroys and undefines every domain whose name starts with `name`, through the Libvirt
+    /// layer directly, so cleaning up does not depend on the code under test.
+    static func removeDomains(named name: String, on uri: String) {
+        guard let connection = try? Connection(uri: uri) else { return }
+        for domain in (try? connection.listAllDomains()) ?? [] where (try? domain.name())?.hasPrefix(name) == true {
+            try? domain.destroy()
+            try? domain.undefine([.managedSave, .snapshotsMetadata, .nvram])
+        }
+        try? connection.close()
+    }
+
+    /// The fixture disk's markers file, read from an image on the host (not through a guest).
+    static func markers(inImage path: String) throws -> [String] {
+        let raw = FileManager.default.temporaryDirectory.appendingPathComponent("vmdriver-inspect-\(UUID().uuidString).raw").path
+        defer { try? FileManager.default.removeItem(atPath: raw) }
+        try run("qemu-img", ["convert", "-U", "-O", "raw", path, raw])
+        return try run("debugfs", ["-R", "cat /markers", raw]).split(whereSeparator: \.isNewline).map(String.init)
+            .filter { !$0.isEmpty }
+    }
+
     /// Waits until `condition` holds, polling every 100 ms; false at the deadline.
     static func waitFor(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
         let deadline = Date().addingTimeInterval(seconds)

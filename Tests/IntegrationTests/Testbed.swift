@@ -88,15 +88,14 @@ final class TestbedGuest {
             try FileManager.default.copyItem(
                 at: Integration.fixtures.appendingPathComponent("data.qcow2"), to: URL(fileURLWithPath: disk))
         }
-        var xml = try String(contentsOf: Integration.fixtures.appendingPathComponent("linux-domain.xml.in"), encoding: .utf8)
-        for (key, value) in [
-            "@NAME@": name, "@DISK@": diskPath, "@SERIAL@": serialPath,
-            "@KERNEL@": Integration.fixtures.appendingPathComponent("vmlinuz").path,
-            "@INITRD@": Integration.fixtures.appendingPathComponent("initrd.img").path,
-            "@TAG@": extra.isEmpty ? tag : "\(tag) \(extra)", "@DOMAIN_TYPE@": domainType,
-        ] {
-            xml = xml.replacingOccurrences(of: key, with: value)
-        }
+        let xml = try Integration.fill(
+            "linux-domain.xml.in",
+            [
+                "@NAME@": name, "@DISK@": diskPath, "@SERIAL@": serialPath,
+                "@KERNEL@": Integration.fixtures.appendingPathComponent("vmlinuz").path,
+                "@INITRD@": Integration.fixtures.appendingPathComponent("initrd.img").path,
+                "@TAG@": extra.isEmpty ? tag : "\(tag) \(extra)", "@DOMAIN_TYPE@": domainType,
+            ])
         let connection = try Testbed.connection(host)
         defer { try? connection.close() }
         let domain = try connection.defineDomain(xml: xml)
@@ -114,11 +113,8 @@ final class TestbedGuest {
         let image = "\(Testbed.shared)/\(name).img"
         try FileManager.default.copyItem(
             at: Integration.fixtures.appendingPathComponent("bootsector.img"), to: URL(fileURLWithPath: image))
-        var xml = try String(
-            contentsOf: Integration.fixtures.appendingPathComponent("bootsector-domain.xml.in"), encoding: .utf8)
-        for (key, value) in ["@NAME@": name, "@DISK@": image, "@SERIAL@": serialPath, "@DOMAIN_TYPE@": domainType] {
-            xml = xml.replacingOccurrences(of: key, with: value)
-        }
+        let xml = try Integration.fill(
+            "bootsector-domain.xml.in", ["@NAME@": name, "@DISK@": image, "@SERIAL@": serialPath, "@DOMAIN_TYPE@": domainType])
         let connection = try Testbed.connection(host)
         defer { try? connection.close() }
         try connection.defineDomain(xml: xml).start()
@@ -139,13 +135,7 @@ final class TestbedGuest {
     }
 
     /// The markers file read from the disk image on the host, not through the guest.
-    func markersOnDisk(_ path: String) throws -> [String] {
-        let raw = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-inspect.raw").path
-        defer { try? FileManager.default.removeItem(atPath: raw) }
-        try run("qemu-img", ["convert", "-U", "-O", "raw", path, raw])
-        return try run("debugfs", ["-R", "cat /markers", raw]).split(whereSeparator: \.isNewline).map(String.init)
-            .filter { !$0.isEmpty }
-    }
+    func markersOnDisk(_ path: String) throws -> [String] { try Integration.markers(inImage: path) }
 
     /// The definition a host keeps for the guest (inactive: the persistent one).
     func definition(on host: Testbed.Name, name: String? = nil, inactive: Bool = false) throws -> String {
@@ -162,18 +152,18 @@ final class TestbedGuest {
 
     func cleanUp() {
         for host in Testbed.Name.allCases {
-            guard let connection = try? Testbed.connection(host) else { continue }
-            for domain in (try? connection.listAllDomains()) ?? [] where (try? domain.name())?.hasPrefix(name) == true {
-                try? domain.destroy()
-                try? domain.undefine([.managedSave, .snapshotsMetadata, .nvram])
-            }
-            for pool in (try? connection.listAllStoragePools()) ?? [] { try? pool.refresh() }
-            try? connection.close()
+            Integration.removeDomains(named: name, on: host.uri)
         }
         for folder in [Testbed.shared] + Testbed.Name.allCases.map(\.imagesFromHere) {
             for file in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where file.hasPrefix(name) {
                 try? FileManager.default.removeItem(atPath: "\(folder)/\(file)")
             }
+        }
+        // The pools forget the removed files.
+        for host in Testbed.Name.allCases {
+            guard let connection = try? Testbed.connection(host) else { continue }
+            for pool in (try? connection.listAllStoragePools()) ?? [] { try? pool.refresh() }
+            try? connection.close()
         }
     }
 }
