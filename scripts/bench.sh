@@ -38,21 +38,7 @@ bash scripts/setup-host.sh
 # The anchors and the plotting tool, from Debian's packages. Debian's /usr/bin/python3 is used
 # throughout: python3-libvirt and python3-matplotlib live in its dist-packages.
 packages=(virtinst python3-libvirt python3-matplotlib xfsprogs time gcc libvirt-dev pkg-config qemu-utils)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  log "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-  fi
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash "$(dirname "${BASH_SOURCE[0]}")/apt-ensure.sh" "${packages[@]}"
 python=/usr/bin/python3
 
 fixtures=$(bash Fixtures/build.sh)
