@@ -13,15 +13,13 @@ struct Caps: AsyncParsableCommand {
     var refresh = false
 
     func run() async throws {
-        try await reporting { () async throws(VMDriverError) in
-            let host = try await root.connection.host()
+        try await root.connection.withHost { host async throws(VMDriverError) in
             let caps = try await host.capabilities(refresh: refresh)
             if output.json {
                 print(Render.json(caps))
             } else {
                 print(Self.render(caps))
             }
-            try await host.close()
         }
     }
 

@@ -41,8 +41,7 @@ struct Clone: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await reporting { () async throws(VMDriverError) in
-            let host = try await root.connection.host()
+        try await root.connection.withHost { host async throws(VMDriverError) in
             let vm = try await host.open(source)
             let job = try await vm.clone(name: name, type: type, snapshot: snapshot, destination: dest)
             let clone = try await ProgressBar.follow(job)
@@ -55,7 +54,6 @@ struct Clone: AsyncParsableCommand {
                 print("Made \(type.rawValue) clone '\(details.name)' of '\(vm.name)' in \(String(format: "%.2f", seconds)) s.")
                 print(Render.details(details))
             }
-            try await host.close()
         }
     }
 }
@@ -72,12 +70,10 @@ struct Promote: AsyncParsableCommand {
     @OptionGroup var target: VMArgument
 
     func run() async throws {
-        try await reporting { () async throws(VMDriverError) in
-            let host = try await root.connection.host()
+        try await root.connection.withHost { host async throws(VMDriverError) in
             let vm = try await host.open(target.vm)
             _ = try await ProgressBar.follow(try await vm.promote())
             print("VM '\(vm.name)' is standalone now.")
-            try await host.close()
         }
     }
 }
@@ -90,15 +86,13 @@ struct Clones: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        try await reporting { () async throws(VMDriverError) in
-            let host = try await root.connection.host()
+        try await root.connection.withHost { host async throws(VMDriverError) in
             let clones = try await host.open(target.vm).linkedClones()
             if output.json {
                 print(Render.json(clones))
             } else {
                 clones.forEach { print($0) }
             }
-            try await host.close()
         }
     }
 }
@@ -119,13 +113,11 @@ struct Delete: AsyncParsableCommand {
     var force = false
 
     func run() async throws {
-        try await reporting { () async throws(VMDriverError) in
-            let host = try await root.connection.host()
+        try await root.connection.withHost { host async throws(VMDriverError) in
             let vm = try await host.open(target.vm)
             let removed = try await vm.delete(withStorage: withStorage, force: force)
             print("Deleted VM '\(vm.name)'.")
             for file in removed { print("  removed \(file)") }
-            try await host.close()
         }
     }
 }
@@ -145,11 +137,9 @@ struct Snapshot: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            try await reporting { () async throws(VMDriverError) in
-                let host = try await parent.root.connection.host()
+            try await parent.root.connection.withHost { host async throws(VMDriverError) in
                 let info = try await host.open(target.vm).createSnapshot(name: name)
                 if output.json { print(Render.json(info)) } else { print(Render.snapshot(info)) }
-                try await host.close()
             }
         }
     }
@@ -161,11 +151,9 @@ struct Snapshot: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            try await reporting { () async throws(VMDriverError) in
-                let host = try await parent.root.connection.host()
+            try await parent.root.connection.withHost { host async throws(VMDriverError) in
                 let list = try await host.open(target.vm).snapshots()
                 if output.json { print(Render.json(list)) } else { list.forEach { print(Render.snapshot($0)) } }
-                try await host.close()
             }
         }
     }
@@ -178,11 +166,9 @@ struct Snapshot: AsyncParsableCommand {
         @Argument(help: "The snapshot's name.") var name: String
 
         func run() async throws {
-            try await reporting { () async throws(VMDriverError) in
-                let host = try await parent.root.connection.host()
+            try await parent.root.connection.withHost { host async throws(VMDriverError) in
                 try await host.open(target.vm).deleteSnapshot(name: name)
                 print("Deleted snapshot '\(name)' of '\(target.vm)'.")
-                try await host.close()
             }
         }
     }

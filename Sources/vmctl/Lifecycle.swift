@@ -18,12 +18,10 @@ protocol SimpleLifecycleCommand: AsyncParsableCommand {
 
 extension SimpleLifecycleCommand {
     func run() async throws {
-        try await reporting { () async throws(VMDriverError) in
-            let host = try await root.connection.host()
+        try await root.connection.withHost { host async throws(VMDriverError) in
             let vm = try await host.open(target.vm)
             try await Self.act(on: vm)
             print("\(Self.verb) VM '\(vm.name)': it is \(try await vm.state()).")
-            try await host.close()
         }
     }
 }
@@ -86,8 +84,7 @@ struct Shutdown: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await reporting { () async throws(VMDriverError) in
-            let host = try await root.connection.host()
+        try await root.connection.withHost { host async throws(VMDriverError) in
             let vm = try await host.open(target.vm)
             let job = try await vm.shutdown(timeout: .milliseconds(Int64(timeout * 1000)), force: force)
             let state = try await ProgressBar.follow(job)
@@ -97,7 +94,6 @@ struct Shutdown: AsyncParsableCommand {
             } else {
                 print("VM '\(vm.name)' is \(state) after \(String(format: "%.1f", seconds)) s.")
             }
-            try await host.close()
         }
     }
 }

@@ -18,8 +18,7 @@ struct List: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await reporting { () async throws(VMDriverError) in
-            let host = try await root.connection.host()
+        try await root.connection.withHost { host async throws(VMDriverError) in
             var rows: [Row] = []
             for vm in try await host.list(all: all) {
                 rows.append(Row(name: vm.name, uuid: vm.uuid, state: try await vm.state()))
@@ -36,7 +35,6 @@ struct List: AsyncParsableCommand {
                             + row.uuid.uuidString.lowercased())
                 }
             }
-            try await host.close()
         }
     }
 }

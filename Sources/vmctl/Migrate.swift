@@ -69,8 +69,7 @@ struct Migrate: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await reporting { () async throws(VMDriverError) in
-            let host = try await root.connection.host()
+        try await root.connection.withHost { host async throws(VMDriverError) in
             let machine = try await host.open(vm)
             if check {
                 let answer = await machine.checkMigration(to: destination, options: options)
@@ -84,7 +83,6 @@ struct Migrate: AsyncParsableCommand {
                     for problem in answer.problems { print("  [code \(problem.code.rawValue)] \(problem.message)") }
                     for decision in answer.decisions { print("  - \(decision)") }
                 }
-                try await host.close()
                 if let first = answer.problems.first { throw VMDriverError(first.code, "not migratable: \(first.message)") }
                 return
             }
@@ -108,7 +106,6 @@ struct Migrate: AsyncParsableCommand {
                 }
                 for step in result.steps { print("  - \(step)") }
             }
-            try await host.close()
         }
     }
 }

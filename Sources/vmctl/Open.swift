@@ -19,8 +19,7 @@ struct Open: AsyncParsableCommand {
     var transient = false
 
     func run() async throws {
-        try await reporting { () async throws(VMDriverError) in
-            let host = try await root.connection.host()
+        try await root.connection.withHost { host async throws(VMDriverError) in
             let opened = try await host.open(vm, transient: transient)
             let details = try await opened.details()
             if output.json {
@@ -33,7 +32,6 @@ struct Open: AsyncParsableCommand {
                 }
                 print(Render.details(details))
             }
-            try await host.close()
         }
     }
 

@@ -65,6 +65,21 @@ struct ConnectionOptions: ParsableArguments {
         logger.logLevel = verbose ? .debug : .warning
         return try await VMDriver.Host.connect(uri, logger: logger)
     }
+
+    /// Connects, runs `body` with the host, closes the connection (after a failure too), and
+    /// reports a failure as vmctl does: the message on stderr, the CIM code as exit status.
+    func withHost(_ body: (VMDriver.Host) async throws(VMDriverError) -> Void) async throws {
+        try await reporting { () async throws(VMDriverError) in
+            let host = try await host()
+            do throws(VMDriverError) {
+                try await body(host)
+            } catch {
+                try? await host.close()
+                throw error
+            }
+            try await host.close()
+        }
+    }
 }
 
 /// `--json`, for commands that print a result.
