@@ -478,7 +478,7 @@ struct MigrationTests {
             #expect(await Integration.waitFor(20) { guest.log.lines().filter { $0.hasPrefix("VMDRIVER-DIRTY pass=") }.count > 4 })
             // Known issue of this stack (QEMU 7.2, TCG): the guest's page check sometimes finds
             // stale pages after a live migration of a guest dirtying memory flat out (post-copy:
-            // 3 of 3 runs, hence refused for TCG guests; pre-copy under the policy: 1 run of 4).
+            // 3 of 3 runs, hence refused for TCG guests; pre-copy under the policy: 2 runs of 6).
             // Recorded, not hidden: README says so.
             let lines = guest.log.lines()
             withKnownIssue("QEMU 7.2 under TCG can lose dirtied pages in a live migration", isIntermittent: true) {
