@@ -1,9 +1,9 @@
 import Foundation
 import Libvirt
 
-/// Reads a disk image's format and backing chain from the image itself: with `qemu-img info`
-/// on the local host, through libvirt's storage API (which reads the header on its own host) on
-/// a remote one.
+/// Reads a disk image's format and backing chain from the image itself: on the local host from
+/// qcow2 headers directly (`QCow2Header`), else with `qemu-img info`; through libvirt's storage
+/// API (which reads the header on its own host) on a remote one.
 enum ImageInspector {
     struct Result {
         var format: String?
@@ -13,8 +13,9 @@ enum ImageInspector {
 
     /// Blocking: call from the pool.
     static func inspect(path: String, connection: Connection, isRemote: Bool) -> Result {
-        if !isRemote, let qemuImg = Subprocess.which("qemu-img") {
-            return viaQemuImg(qemuImg, path: path)
+        if !isRemote {
+            if let read = QCow2Header.chain(of: path) { return Result(format: read.format, chain: read.chain) }
+            if let qemuImg = Subprocess.which("qemu-img") { return viaQemuImg(qemuImg, path: path) }
         }
         return viaStorageAPI(path: path, connection: connection)
     }
