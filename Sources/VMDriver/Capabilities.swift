@@ -137,23 +137,7 @@ struct CapabilityProbe {
             ?? (host.driver == "test" ? "test" : nil)
 
         let local = !host.isRemote
-        let qemuImg = local ? Subprocess.which("qemu-img") : nil
-        let notQEMU = "the \(host.driver) driver has no real disks or guests"
-
-        var cloneTypes: [Capabilities.CloneType: Capabilities.Support] = [:]
-        if !isQEMU {
-            cloneTypes[.full] = .unavailable(notQEMU)
-            cloneTypes[.linked] = .unavailable(notQEMU)
-        } else if local {
-            cloneTypes[.full] = .available("disks copied with reflink, copy_file_range or qemu-img convert")
-            cloneTypes[.linked] = .when(
-                qemuImg != nil, "qcow2 overlays made with \(qemuImg ?? "qemu-img")",
-                else: "linked clones need qcow2 overlays and qemu-img is not installed (apt-get install qemu-utils)")
-        } else {
-            cloneTypes[.full] = .available("through libvirt's storage-volume API")
-            cloneTypes[.linked] = .available(
-                "qcow2 overlays through libvirt's storage-volume API (disks must be in a storage pool)")
-        }
+        let cloneTypes = Self.cloneTypes(on: host)
 
         var migrationTypes: [Capabilities.MigrationType: Capabilities.Support] = [:]
         for type in Capabilities.MigrationType.allCases {
@@ -212,6 +196,28 @@ struct CapabilityProbe {
             securityLevels: security,
             destinationHostFormats: isQEMU ? Capabilities.DestinationFormat.allCases : [],
             features: features)
+    }
+
+    /// Which clone types `host` supports: known from its driver and this machine's tools, with
+    /// no call to the host (a clone asks this before every clone).
+    static func cloneTypes(on host: Host) -> [Capabilities.CloneType: Capabilities.Support] {
+        var cloneTypes: [Capabilities.CloneType: Capabilities.Support] = [:]
+        if host.driver != "qemu" {
+            let notQEMU = "the \(host.driver) driver has no real disks or guests"
+            cloneTypes[.full] = .unavailable(notQEMU)
+            cloneTypes[.linked] = .unavailable(notQEMU)
+        } else if !host.isRemote {
+            let qemuImg = Subprocess.which("qemu-img")
+            cloneTypes[.full] = .available("disks copied with reflink, copy_file_range or qemu-img convert")
+            cloneTypes[.linked] = .when(
+                qemuImg != nil, "qcow2 overlays made with \(qemuImg ?? "qemu-img")",
+                else: "linked clones need qcow2 overlays and qemu-img is not installed (apt-get install qemu-utils)")
+        } else {
+            cloneTypes[.full] = .available("through libvirt's storage-volume API")
+            cloneTypes[.linked] = .available(
+                "qcow2 overlays through libvirt's storage-volume API (disks must be in a storage pool)")
+        }
+        return cloneTypes
     }
 
     /// The `<domain type=…>` values libvirt offers for x86_64 guests.

@@ -67,8 +67,7 @@ struct ClonePlan: Sendable {
     ) async throws(VMDriverError) -> ClonePlan {
         try CloneDefinition.validate(name: name)
         let host = source.host
-        let caps = try await CapabilityProbe(host: host, probeAccelerators: false).run()
-        try (caps.cloneTypes[type] ?? .unavailable("unknown clone type")).require("a \(type.rawValue) clone", on: host.name)
+        try (CapabilityProbe.cloneTypes(on: host)[type] ?? .unavailable("unknown clone type")).require("a \(type.rawValue) clone", on: host.name)
         if host.isRemote && type == .full {
             throw VMDriverError(
                 .notSupported,

@@ -1,8 +1,9 @@
 import Foundation
 
 /// Copies disk images for full clones, keeping them sparse:
-/// - a standalone image: `cp --reflink=auto --sparse=always` (reflink where the filesystem can,
-///   else copy_file_range, with holes kept);
+/// - a standalone image: `cp --reflink=auto --sparse=auto` (reflink where the filesystem can,
+///   else copy_file_range in the kernel, with the source's holes kept: twice as fast here as
+///   `--sparse=always`, which reads every byte to find zeros);
 /// - an image with a backing chain: `qemu-img convert`, which flattens the chain into one
 ///   independent image and skips zeroes.
 /// Progress is reported in bytes. Blocking: runs on the pool.
@@ -53,7 +54,7 @@ enum DiskCopier {
                 watcher.resume()
                 defer { watcher.cancel() }
                 output = try Subprocess.run(
-                    cp, ["--reflink=auto", "--sparse=always", "--no-preserve=all", "--", plan.source, plan.target],
+                    cp, ["--reflink=auto", "--sparse=auto", "--no-preserve=all", "--", plan.source, plan.target],
                     handle: handle)
             }
         } catch let error as VMDriverError {

@@ -1,61 +1,134 @@
 import Foundation
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 extension Subprocess {
     /// A child process that can be stopped from another task (a cancelled job).
     final class Handle: Sendable {
-        private let process = Mutex<Process?>(nil)
+        /// The running child's pid, 0 when none runs.
+        private let pid = Mutex<pid_t>(0)
         private let stopped = Atomic(false)
 
-        func attach(_ process: Process) {
-            self.process.withLock { $0 = process }
-            if stopped.load(ordering: .acquiring) { process.terminate() }
+        func attach(_ child: pid_t) {
+            pid.withLock { $0 = child }
+            if stopped.load(ordering: .acquiring) { terminate() }
         }
+
+        /// The child was reaped: its pid may belong to someone else from now on.
+        func detach() { pid.withLock { $0 = 0 } }
 
         /// Sends SIGTERM to the child, now or as soon as it starts.
         func terminate() {
             stopped.store(true, ordering: .releasing)
-            process.withLock { process in
-                if let process, process.isRunning { process.terminate() }
+            pid.withLock { child in
+                if child > 0 { kill(child, SIGTERM) }
             }
         }
 
         var wasTerminated: Bool { stopped.load(ordering: .acquiring) }
     }
 
+    struct SpawnError: Error, CustomStringConvertible {
+        var executable: String
+        var errno: Int32
+        var description: String { "cannot start \(executable): \(String(cString: strerror(errno)))" }
+    }
+
+    /// Pipes are made and marked close-on-exec under this lock, and children started under it,
+    /// so no child of another thread inherits a pipe of ours (and keeps it open past our child).
+    private static let spawnLock = Mutex(())
+
+    /// Starts `executable`; returns its pid and the read ends of its stdout and stderr.
+    private static func spawn(_ executable: String, _ arguments: [String]) throws -> (pid_t, Int32, Int32) {
+        var made: [Int32] = []
+        func pipeEnds() throws -> (read: Int32, write: Int32) {
+            var ends: [Int32] = [-1, -1]
+            guard pipe(&ends) == 0 else { throw SpawnError(executable: executable, errno: errno) }
+            made += ends
+            for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+            return (ends[0], ends[1])
+        }
+        do {
+            let out = try pipeEnds()
+            let err = try pipeEnds()
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, out.write, 1)
+            posix_spawn_file_actions_adddup2(&actions, err.write, 2)
+            var attributes = posix_spawnattr_t()
+            posix_spawnattr_init(&attributes)
+            defer { posix_spawnattr_destroy(&attributes) }
+            // The child starts with default signal handling and an empty mask, whatever ours are.
+            var none = sigset_t()
+            var all = sigset_t()
+            sigemptyset(&none)
+            sigfillset(&all)
+            posix_spawnattr_setsigmask(&attributes, &none)
+            posix_spawnattr_setsigdefault(&attributes, &all)
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+            let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+            defer { argv.forEach { free($0) } }
+            var child: pid_t = 0
+            let status = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
+            close(out.write)
+            close(err.write)
+            made = [out.read, err.read]
+            guard status == 0 else { throw SpawnError(executable: executable, errno: status) }
+            return (child, out.read, err.read)
+        } catch {
+            made.forEach { close($0) }
+            throw error
+        }
+    }
+
     /// Like `run`, but the child can be stopped through `handle`, and `onStdout` sees its
-    /// standard output as it comes (qemu-img's progress). Blocking: call from the pool.
+    /// standard output as it comes (qemu-img's progress). The child is started with
+    /// `posix_spawn` and an argument array (never a shell), standard input from /dev/null, and
+    /// no descriptor of ours but its two pipes (all others are close-on-exec). Blocking: call
+    /// from the pool.
     static func run(
         _ executable: String, _ arguments: [String], handle: Handle, onStdout: (String) -> Void = { _ in }
     ) throws -> Output {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        handle.attach(process)
-        let group = DispatchGroup()
-        nonisolated(unsafe) var errData = Data()
-        group.enter()
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
+        let (child, out, err) = try spawnLock.withLock { _ in try spawn(executable, arguments) }
+        handle.attach(child)
+
+        // Both pipes are drained together, so a child filling one never blocks on it.
         var outData = Data()
-        while true {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            outData.append(chunk)
-            onStdout(String(decoding: chunk, as: UTF8.self))
+        var errData = Data()
+        var fds = [pollfd(fd: out, events: Int16(POLLIN), revents: 0), pollfd(fd: err, events: Int16(POLLIN), revents: 0)]
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while fds.contains(where: { $0.fd >= 0 }) {
+            guard poll(&fds, nfds_t(fds.count), -1) >= 0 else {
+                if errno == EINTR { continue }
+                break
+            }
+            for index in fds.indices where fds[index].fd >= 0 && fds[index].revents != 0 {
+                let count = read(fds[index].fd, &buffer, buffer.count)
+                if count > 0 {
+                    if index == 0 {
+                        outData.append(contentsOf: buffer[0..<count])
+                        onStdout(String(decoding: buffer[0..<count], as: UTF8.self))
+                    } else {
+                        errData.append(contentsOf: buffer[0..<count])
+                    }
+                } else if count == 0 || errno != EINTR {
+                    close(fds[index].fd)
+                    fds[index].fd = -1
+                }
+            }
         }
-        group.wait()
-        process.waitUntilExit()
+        var waitStatus: Int32 = 0
+        while waitpid(child, &waitStatus, 0) < 0 && errno == EINTR {}
+        handle.detach()
+        // A child killed by a signal reports 128 + the signal, as a shell would.
+        let exited = waitStatus & 0x7f == 0
         return Output(
-            status: process.terminationStatus, stdout: outData,
+            status: exited ? (waitStatus >> 8) & 0xff : 128 + (waitStatus & 0x7f), stdout: outData,
             stderr: String(decoding: errData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }
