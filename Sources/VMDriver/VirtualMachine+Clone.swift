@@ -67,7 +67,8 @@ struct ClonePlan: Sendable {
     ) async throws(VMDriverError) -> ClonePlan {
         try CloneDefinition.validate(name: name)
         let host = source.host
-        try (CapabilityProbe.cloneTypes(on: host)[type] ?? .unavailable("unknown clone type")).require("a \(type.rawValue) clone", on: host.name)
+        try (CapabilityProbe.cloneTypes(on: host)[type] ?? .unavailable("unknown clone type")).require(
+            "a \(type.rawValue) clone", on: host.name)
         if host.isRemote && type == .full {
             throw VMDriverError(
                 .notSupported,

@@ -30,7 +30,9 @@ struct QCow2HeaderTests {
         let list = try #require(try JSONSerialization.jsonObject(with: json) as? [[String: Any]])
         return (
             list[0]["format"] as? String ?? "?",
-            list.dropFirst().map { VMDetails.BackingImage(path: $0["filename"] as? String ?? "?", format: $0["format"] as? String) }
+            list.dropFirst().map {
+                VMDetails.BackingImage(path: $0["filename"] as? String ?? "?", format: $0["format"] as? String)
+            }
         )
     }
 
