@@ -8,7 +8,7 @@
 # Writes DIR/results.json, DIR/results.md (the table, also printed) and DIR/*.png (default
 # DIR: bench/). --quick: fewer runs (under 5 minutes once built); the full run stays under 30.
 # Installs what it needs with apt-get (like setup-host.sh), starts the daemons, brings the
-# two-host testbed up for the migration cases (scripts/testbed.sh up; it is left up), builds
+# two-host testbed up for the migration cases (and down again if it was down), builds
 # vmctl and vmbench in release mode in .build-bench, and the C anchor with gcc.
 # Everything it makes is named vmdriver-bench-* and removed at the end, even on failure.
 set -euo pipefail
@@ -52,10 +52,17 @@ swift build "${release[@]}" --product vmctl >&2
 swift build "${release[@]}" --product vmbench >&2
 bin=$(swift build "${release[@]}" --show-bin-path)
 
+# The migration cases bring the testbed up; it goes down at the end if it was not up before.
+testbed_was_up=no
+bash scripts/testbed.sh status >/dev/null 2>&1 && testbed_was_up=yes
 tmp=$(mktemp -d /tmp/vmdriver-bench.XXXXXX)
 cleanup() {
   local status=$?
   "$python" "$root/bench/py/bench.py" --cleanup || true
+  if [ "$testbed_was_up" = no ] && bash "$root/scripts/testbed.sh" status >/dev/null 2>&1; then
+    log "taking the testbed down (this run brought it up)"
+    bash "$root/scripts/testbed.sh" down || true
+  fi
   rm -rf -- "$tmp"
   exit "$status"
 }
