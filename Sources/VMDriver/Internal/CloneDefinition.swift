@@ -38,6 +38,12 @@ struct CloneDefinition {
                 "it contains a path separator"
             } else if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
                 "it contains a control character"
+            } else if name.unicodeScalars.contains(where: {
+                [.lineSeparator, .paragraphSeparator].contains($0.properties.generalCategory)
+            }) {
+                "it contains a line break"
+            } else if name.unicodeScalars.contains(where: { $0.properties.isNoncharacterCodePoint }) {
+                "it contains a Unicode noncharacter, which XML does not allow"
             } else if name == "." || name == ".." {
                 "it is a relative directory name"
             } else if name.hasPrefix("-") || name.hasPrefix(".") {
