@@ -109,12 +109,12 @@ struct ClonePlan: Sendable {
                 }
             }
             // Where the clone goes.
-            var directory = (layout.disks.first?.path as NSString?)?.deletingLastPathComponent ?? "/var/lib/libvirt/images"
+            var directory = layout.disks.first.map { PathName.parent($0.path) } ?? "/var/lib/libvirt/images"
             var xmlFile: String?
             if let destination {
                 if destination.hasSuffix(".xml") {
                     xmlFile = destination
-                    directory = (destination as NSString).deletingLastPathComponent
+                    directory = PathName.parent(destination)
                 } else {
                     directory = destination
                 }
@@ -317,7 +317,7 @@ struct ClonePlan: Sendable {
                         let processed = before + bytes
                         context.report(
                             JobProgress(
-                                phase: "copying \((plan.source as NSString).lastPathComponent)",
+                                phase: "copying \(PathName.last(plan.source))",
                                 percent: total > 0 ? 90 * Double(processed) / Double(total) : nil,
                                 bytesProcessed: processed, bytesRemaining: total - min(total, processed), bytesTotal: total))
                     }

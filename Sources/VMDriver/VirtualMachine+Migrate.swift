@@ -264,7 +264,7 @@ struct MigrationPlan: Sendable {
                 }
                 var occupied: [String] = []
                 for disk in disks where shared[folder(disk.path)] != true || options.home != nil {
-                    let path = options.home.map { "\($0)/\((disk.path as NSString).lastPathComponent)" } ?? disk.path
+                    let path = options.home.map { "\($0)/\(PathName.last(disk.path))" } ?? disk.path
                     if (try? ImageInspector.volume(at: path, connection: targetConnection)) != nil { occupied.append(path) }
                 }
                 return Facts(
@@ -476,7 +476,7 @@ struct MigrationPlan: Sendable {
                     mode = disk.chain.isEmpty || chainReady(disk) != nil ? .copy : .incremental
                 }
             }
-            let targetPath = options.home.map { "\($0)/\((disk.path as NSString).lastPathComponent)" } ?? disk.path
+            let targetPath = options.home.map { "\($0)/\(PathName.last(disk.path))" } ?? disk.path
             if mode != .shared && capacities[disk.target] == nil {
                 problems.append(Problem(code: .failed, message: "cannot read the size of \(disk.target) (\(disk.path))"))
             }
@@ -945,4 +945,4 @@ func hostUUID(_ capabilitiesXML: String) -> String? {
 }
 
 /// The folder a path is in.
-func folder(_ path: String) -> String { (path as NSString).deletingLastPathComponent }
+func folder(_ path: String) -> String { PathName.parent(path) }

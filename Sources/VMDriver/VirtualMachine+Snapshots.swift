@@ -90,7 +90,7 @@ extension VirtualMachine {
         xml.append("description", text: "disk-only snapshot made by VMDriver")
         let disks = xml.append("disks")
         for disk in layout.disks {
-            let directory = (disk.path as NSString).deletingLastPathComponent
+            let directory = PathName.parent(disk.path)
             let overlay = "\(directory)/\(vmName)-\(disk.target)-\(snapshot).qcow2"
             if FileManager.default.fileExists(atPath: overlay) {
                 throw VMDriverError(.invalidParameter, "cannot snapshot: \(overlay) already exists")
