@@ -191,14 +191,18 @@ struct ClonePlan: Sendable {
                     guard let base = bases[disk.source.target] else { continue }
                     let directory = self.directory
                     try await host.blocking("cannot create the overlay for \(disk.source.target)") { connection in
-                        created.add(disk.target)
                         // libvirt's storage API where a pool covers the folder (it works on remote
-                        // hosts too), else qemu-img here.
+                        // hosts too, mode 0600), else qemu-img here into a file reserved 0600.
                         if let pool = try StoragePools.covering(directory, connection: connection) {
+                            created.add(disk.target)
                             try StoragePools.createOverlay(
                                 disk.target, base: base.path, baseFormat: base.format ?? "qcow2", pool: pool,
                                 connection: connection)
                         } else {
+                            // Reserved before it is recorded: a file someone else made meanwhile is
+                            // refused, not removed by the rollback.
+                            try LocalImages.reserve(disk.target)
+                            created.add(disk.target)
                             try LocalImages.createOverlay(disk.target, base: base.path, baseFormat: base.format ?? "qcow2")
                         }
                     }
@@ -214,6 +218,9 @@ struct ClonePlan: Sendable {
                 try await host.blocking("cannot copy the NVRAM of \(label)") { _ in
                     created.add(nvram.target)
                     try FileManager.default.copyItem(atPath: nvram.source, toPath: nvram.target)
+                    // copyItem keeps the template's mode (0644 under /usr/share): the clone's
+                    // variables are its own.
+                    try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: nvram.target)
                 }
             }
             context.report(
@@ -257,7 +264,7 @@ struct ClonePlan: Sendable {
                 }
                 let frozen = try VirtualMachine.freeze(
                     domain: domain, layout: layout, vmName: source.name, snapshot: "clone-\(Self.fileSafe(name))-\(Self.stamp())",
-                    keepMetadata: true)
+                    keepMetadata: true, local: !source.host.isRemote)
                 return frozen.mapValues { VMDetails.BackingImage(path: $0.frozen.path, format: $0.frozen.format) }
             }
         }
@@ -282,8 +289,9 @@ struct ClonePlan: Sendable {
                     let layout = try DiskLayout.read(domain: domain, host: host, label: label)
                     return try VirtualMachine.freeze(
                         domain: domain, layout: layout, vmName: plan.source.name,
-                        snapshot: "vmdriver-copy-\(Self.stamp())-\(UUID().uuidString.prefix(6).lowercased())", keepMetadata: false
-                    )
+                        snapshot: "vmdriver-copy-\(Self.stamp())-\(UUID().uuidString.prefix(6).lowercased())",
+                        keepMetadata: false,
+                        local: !host.isRemote)
                 }
             }
             sources = temporary.mapValues { VMDetails.BackingImage(path: $0.frozen.path, format: $0.frozen.format) }
@@ -312,6 +320,7 @@ struct ClonePlan: Sendable {
                 try Task.checkCancellation(or: "clone '\(name)' of \(label)")
                 let before = done
                 try await host.blocking("cannot copy \(plan.source)") { _ in
+                    try LocalImages.reserve(plan.target)
                     created.add(plan.target)
                     try DiskCopier.copy(plan, handle: handle) { bytes in
                         let processed = before + bytes
