@@ -41,6 +41,19 @@ public struct MigrationDestination: Sendable, Equatable, CustomStringConvertible
             guard let components = URLComponents(string: text), let scheme = components.scheme,
                 scheme == "qemu" || scheme.hasPrefix("qemu+"), let host = components.host, !host.isEmpty
             else { throw refuse("a libvirt URI here must be qemu[+TRANSPORT]://HOST/system") }
+            // libvirt's ext transport runs the URI's `command`, and the ssh ones run `command`
+            // here and `netcat` through the remote host's shell: a destination must not be a
+            // way to run programs, so only network transports without those parameters.
+            guard Self.transports.contains(scheme) else {
+                throw refuse("the transport must be one of \(Self.transports.joined(separator: ", "))")
+            }
+            if let key = components.queryItems?.first(where: { Self.refusedParameters.contains($0.name.lowercased()) }) {
+                throw refuse("the URI parameter '\(key.name)' would make libvirt run a program")
+            }
+            guard components.fragment == nil else { throw refuse("a libvirt URI has no #fragment") }
+            if let port = components.port, !(1...65535).contains(port) {
+                throw refuse("the port is not 1-65535")
+            }
             guard ["/system", "/session"].contains(components.path) else {
                 throw refuse("the URI's path must be /system or /session")
             }
@@ -94,6 +107,17 @@ public struct MigrationDestination: Sendable, Equatable, CustomStringConvertible
             throw refuse("it is not a valid host name")
         }
         host = name
+    }
+
+    /// The libvirt transports a destination URI may name.
+    static let transports = ["qemu", "qemu+tcp", "qemu+tls", "qemu+ssh", "qemu+libssh", "qemu+libssh2"]
+    /// URI parameters that name programs libvirt runs (virsh's `command=`, `netcat=`).
+    static let refusedParameters: Set<String> = ["command", "netcat"]
+
+    /// Whether the URI turns certificate checks off (libvirt's `no_verify=1`).
+    var disablesVerification: Bool {
+        guard let uri, let items = URLComponents(string: uri)?.queryItems else { return false }
+        return items.contains { $0.name.lowercased() == "no_verify" && $0.value != "0" }
     }
 
     static func port(_ text: String) -> Int? {
