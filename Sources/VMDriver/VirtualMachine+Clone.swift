@@ -66,6 +66,9 @@ struct ClonePlan: Sendable {
         source: VirtualMachine, name: String, type: CloneType, snapshot: String?, destination: String?
     ) async throws(VMDriverError) -> ClonePlan {
         try CloneDefinition.validate(name: name)
+        if let destination, let reason = Self.badDestination(destination) {
+            throw VMDriverError(.invalidParameter, "clone destination \(destination.debugDescription) \(reason)")
+        }
         let host = source.host
         let caps = try await CapabilityProbe(host: host, probeAccelerators: false).run()
         try (caps.cloneTypes[type] ?? .unavailable("unknown clone type")).require("a \(type.rawValue) clone", on: host.name)
@@ -422,6 +425,20 @@ struct ClonePlan: Sendable {
         return failures.isEmpty
             ? "everything it made was removed; the source is untouched"
             : "could not remove: \(failures.joined(separator: ", "))"
+    }
+
+    /// Why a clone destination cannot be one, or nil: libvirt wants absolute disk paths, and a
+    /// control character in a path is a mistake or an attack, never a folder name.
+    static func badDestination(_ destination: String) -> String? {
+        if destination.isEmpty { return "is empty" }
+        if !destination.hasPrefix("/") { return "is not an absolute path" }
+        if destination.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            return "has control characters in it"
+        }
+        if destination.hasSuffix(".xml"), PathName.last(destination) == ".xml" {
+            return "names no file (.xml alone)"
+        }
+        return nil
     }
 
     static func stamp() -> String {
