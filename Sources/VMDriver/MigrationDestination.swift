@@ -38,6 +38,23 @@ public struct MigrationDestination: Sendable, Equatable, CustomStringConvertible
             throw refuse("it contains spaces, control or non-ASCII characters")
         }
         if text.contains("://") {
+            // RFC 3986's characters only: Foundation reads a URI with a quote or a brace in it
+            // one way, libvirt's parser another.
+            guard text.unicodeScalars.allSatisfy({ Self.uriCharacters.contains($0) }) else {
+                throw refuse("a URI holds only letters, digits and -._~:/?#[]@!$&'()*+,;=%")
+            }
+            // A % starts an escape (two hex digits), or Foundation stops decoding the query.
+            let scalars = Array(text.unicodeScalars)
+            for (index, scalar) in scalars.enumerated() where scalar == "%" {
+                guard index + 2 < scalars.count,
+                    scalars[index + 1].properties.isASCIIHexDigit, scalars[index + 2].properties.isASCIIHexDigit
+                else { throw refuse("a % in a URI must start an escape such as %2F") }
+            }
+            // Brackets belong around an IPv6 host; elsewhere Foundation stops decoding the query.
+            let afterAuthority = text[text.range(of: "://")!.upperBound...].drop { $0 != "/" }
+            guard !afterAuthority.contains("[") && !afterAuthority.contains("]") else {
+                throw refuse("[ and ] may only enclose an IPv6 host")
+            }
             guard let components = URLComponents(string: text), let scheme = components.scheme,
                 scheme == "qemu" || scheme.hasPrefix("qemu+"), let host = components.host, !host.isEmpty
             else { throw refuse("a libvirt URI here must be qemu[+TRANSPORT]://HOST/system") }
@@ -108,6 +125,9 @@ public struct MigrationDestination: Sendable, Equatable, CustomStringConvertible
         }
         host = name
     }
+
+    static let uriCharacters = CharacterSet(
+        charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~:/?#[]@!$&'()*+,;=%")
 
     /// The libvirt transports a destination URI may name.
     static let transports = ["qemu", "qemu+tcp", "qemu+tls", "qemu+ssh", "qemu+libssh", "qemu+libssh2"]
