@@ -60,7 +60,7 @@ extension Host {
     static let maximumXMLFileSize = 10 << 20
 
     private static func looksLikePath(_ reference: String) -> Bool {
-        reference.contains("/") || reference.hasSuffix(".xml")
+        reference.unicodeScalars.contains("/") || reference.hasSuffix(".xml")
     }
 
     private func wrap(_ domain: Domain, origin: VirtualMachine.Origin) throws -> VirtualMachine {

@@ -572,7 +572,12 @@ struct MigrationPlan: Sendable {
         if home.contains(where: { $0 == "\0" || $0.isNewline || $0.asciiValue.map { $0 < 0x20 } == true }) {
             return "has control characters in it"
         }
-        if home.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) { return "has . or .. in it" }
+        // Split on scalars: "/" and a combining mark after it are one Character, which would hide a "..".
+        if home.unicodeScalars.split(separator: "/").contains(where: {
+            String(String.UnicodeScalarView($0)) == ".." || String(String.UnicodeScalarView($0)) == "."
+        }) {
+            return "has . or .. in it"
+        }
         if (home as NSString).standardizingPath == "/" { return "is the root folder" }
         return nil
     }
@@ -585,7 +590,10 @@ struct MigrationPlan: Sendable {
         guard let root = try? XMLTree.parse(xml) else { return nil }
         // libvirt wants the source's name in the destination XML (the new one travels as a
         // parameter) and the new one in the persistent definition.
-        if rename, let name = options.newName { root.child("name")?.text = name }
+        if rename, let name = options.newName {
+            root.child("name")?.removeChildren { _ in true }
+            root.child("name")?.text = name
+        }
         for disk in root.child("devices")?.children("disk") ?? [] {
             guard let source = disk.child("source"), let file = source.attributes["file"],
                 let move = moves.first(where: { $0.disk.path == file })
