@@ -50,6 +50,7 @@ public struct MigrationDestination: Sendable, Equatable, CustomStringConvertible
                     scalars[index + 1].properties.isASCIIHexDigit, scalars[index + 2].properties.isASCIIHexDigit
                 else { throw refuse("a % in a URI must start an escape such as %2F") }
             }
+            guard text.removingPercentEncoding != nil else { throw refuse("its % escapes are not UTF-8") }
             // Brackets belong around an IPv6 host; elsewhere Foundation stops decoding the query.
             let afterAuthority = text[text.range(of: "://")!.upperBound...].drop { $0 != "/" }
             guard !afterAuthority.contains("[") && !afterAuthority.contains("]") else {
@@ -74,8 +75,12 @@ public struct MigrationDestination: Sendable, Equatable, CustomStringConvertible
             guard ["/system", "/session"].contains(components.path) else {
                 throw refuse("the URI's path must be /system or /session")
             }
+            let bare = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+            guard host.hasPrefix("[") ? Self.isIPv6(bare) : Self.isIPv4(bare) || Self.isDNSName(bare) else {
+                throw refuse("'\(host)' is not a host name or address")
+            }
             kind = .libvirtURI
-            self.host = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+            self.host = bare
             port = components.port
             uri = text
             return

@@ -562,7 +562,14 @@ struct MigrationPlan: Sendable {
         var allowed = CharacterSet.alphanumerics.intersection(CharacterSet(charactersIn: Unicode.Scalar(0)..<Unicode.Scalar(128)))
         allowed.insert(charactersIn: "-._~/")
         let encoded = pki.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
-        return peerURI + (peerURI.contains("?") ? "&" : "?") + "pkipath=\(encoded)"
+        // An empty query ("…/system?") or one ending in "&" needs no separator: no empty
+        // parameter in between.
+        var separator = "?"
+        if let mark = peerURI.firstIndex(of: "?") {
+            let query = peerURI[peerURI.index(after: mark)...]
+            separator = query.isEmpty || query.hasSuffix("&") ? "" : "&"
+        }
+        return peerURI + separator + "pkipath=\(encoded)"
     }
 
     /// Why a home folder cannot be one, or nil.
