@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         .systemLibrary(
@@ -47,5 +48,15 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: ["VMDriver", "Libvirt"]),
         // Runs the built vmctl; depends on it so `swift test` builds it first.
         .testTarget(name: "CLITests", dependencies: ["vmctl"]),
+        // Bad input, fuzzing, security and the fault matrix (issue 6, RELIABILITY.md); depends on
+        // vmctl so the built tool is there for the CLI cases.
+        .testTarget(
+            name: "ReliabilityTests",
+            dependencies: [
+                "VMDriver", "Libvirt", "vmctl",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
     ]
 )

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 strict=()
 [ "${1:-}" = --strict ] && strict=(--strict)
-swift format lint --recursive --parallel "${strict[@]}" Package.swift Sources Tests
+swift format lint --recursive --parallel "${strict[@]}" Package.swift Sources Tests Fuzz/Package.swift Fuzz/Sources/vmfuzz/Entry.swift

@@ -74,3 +74,11 @@ log "running tests"
 # One test at a time: the integration tests boot TCG guests on 2 cores, and a guest listed by
 # one test must not be a guest another test is booting.
 swift test --skip-build --no-parallel "$@"
+# libFuzzer over the destination parser, the XML rewrites and VM names, from the committed
+# corpus (Fuzz/corpus): VMDRIVER_FUZZ_SECONDS per target (default 35, about 2.5 minutes with
+# the build; 0 skips). A broken property fails the run and leaves its reproducer.
+fuzz_seconds=${VMDRIVER_FUZZ_SECONDS:-35}
+if [ "$fuzz_seconds" != 0 ]; then
+  log "fuzzing (${fuzz_seconds}s per target)"
+  bash scripts/fuzz.sh --seconds "$fuzz_seconds"
+fi

@@ -14,6 +14,12 @@ extension Host {
         guard !reference.isEmpty else {
             throw VMDriverError(.invalidParameter, "no VM given: name a VM, a UUID or a domain XML file")
         }
+        // libvirt gets C strings: "web\0x" would find "web". No name, UUID or path holds a NUL.
+        guard !reference.unicodeScalars.contains("\0") else {
+            throw VMDriverError(
+                .invalidParameter,
+                "'\(reference.debugDescription.dropFirst().dropLast())' names no VM: it contains a NUL character")
+        }
         if Self.looksLikePath(reference) {
             return try await open(file: reference, transient: transient)
         }
@@ -50,8 +56,11 @@ extension Host {
         }
     }
 
+    /// The largest domain XML file `open` reads.
+    static let maximumXMLFileSize = 10 << 20
+
     private static func looksLikePath(_ reference: String) -> Bool {
-        reference.contains("/") || reference.hasSuffix(".xml")
+        reference.unicodeScalars.contains("/") || reference.hasSuffix(".xml")
     }
 
     private func wrap(_ domain: Domain, origin: VirtualMachine.Origin) throws -> VirtualMachine {
@@ -60,6 +69,20 @@ extension Host {
 
     private func open(file path: String, transient: Bool) async throws(VMDriverError) -> VirtualMachine {
         let url = URL(fileURLWithPath: path)
+        // Only a regular file of a sensible size: a FIFO or a device would block or never end,
+        // and a domain definition is kilobytes (libvirt itself reads at most 10 MiB of XML).
+        var info = stat()
+        if stat(path, &info) == 0 {
+            if info.st_mode & S_IFMT != S_IFREG {
+                throw VMDriverError(.invalidParameter, "cannot open domain XML file \(path): it is not a regular file")
+            }
+            if info.st_size > Self.maximumXMLFileSize {
+                throw VMDriverError(
+                    .invalidParameter,
+                    "cannot open domain XML file \(path): it is \(info.st_size) bytes, more than a domain definition's \(Self.maximumXMLFileSize)"
+                )
+            }
+        }
         let text: String
         do {
             text = try String(contentsOf: url, encoding: .utf8)

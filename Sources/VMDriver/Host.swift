@@ -107,7 +107,10 @@ struct HostURI {
     }
 
     init(_ uri: String) throws(VMDriverError) {
-        guard let components = URLComponents(string: uri), let scheme = components.scheme, !scheme.isEmpty,
+        // A NUL would end the C string libvirt gets early (it would connect somewhere else than
+        // the URI says); control characters and spaces are in no libvirt URI.
+        guard uri.unicodeScalars.allSatisfy({ $0.value > 32 && $0.value != 127 }),
+            let components = URLComponents(string: uri), let scheme = components.scheme, !scheme.isEmpty,
             uri.contains(":/")
         else {
             throw VMDriverError(

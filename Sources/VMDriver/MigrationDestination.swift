@@ -38,14 +38,49 @@ public struct MigrationDestination: Sendable, Equatable, CustomStringConvertible
             throw refuse("it contains spaces, control or non-ASCII characters")
         }
         if text.contains("://") {
+            // RFC 3986's characters only: Foundation reads a URI with a quote or a brace in it
+            // one way, libvirt's parser another.
+            guard text.unicodeScalars.allSatisfy({ Self.uriCharacters.contains($0) }) else {
+                throw refuse("a URI holds only letters, digits and -._~:/?#[]@!$&'()*+,;=%")
+            }
+            // A % starts an escape (two hex digits), or Foundation stops decoding the query.
+            let scalars = Array(text.unicodeScalars)
+            for (index, scalar) in scalars.enumerated() where scalar == "%" {
+                guard index + 2 < scalars.count,
+                    scalars[index + 1].properties.isASCIIHexDigit, scalars[index + 2].properties.isASCIIHexDigit
+                else { throw refuse("a % in a URI must start an escape such as %2F") }
+            }
+            guard text.removingPercentEncoding != nil else { throw refuse("its % escapes are not UTF-8") }
+            // Brackets belong around an IPv6 host; elsewhere Foundation stops decoding the query.
+            let afterAuthority = text[text.range(of: "://")!.upperBound...].drop { $0 != "/" }
+            guard !afterAuthority.contains("[") && !afterAuthority.contains("]") else {
+                throw refuse("[ and ] may only enclose an IPv6 host")
+            }
             guard let components = URLComponents(string: text), let scheme = components.scheme,
                 scheme == "qemu" || scheme.hasPrefix("qemu+"), let host = components.host, !host.isEmpty
             else { throw refuse("a libvirt URI here must be qemu[+TRANSPORT]://HOST/system") }
+            // libvirt's ext transport runs the URI's `command`, and the ssh ones run `command`
+            // here and `netcat` through the remote host's shell: a destination must not be a
+            // way to run programs, so only network transports without those parameters.
+            guard Self.transports.contains(scheme) else {
+                throw refuse("the transport must be one of \(Self.transports.joined(separator: ", "))")
+            }
+            if let key = components.queryItems?.first(where: { Self.refusedParameters.contains($0.name.lowercased()) }) {
+                throw refuse("the URI parameter '\(key.name)' would make libvirt run a program")
+            }
+            guard components.fragment == nil else { throw refuse("a libvirt URI has no #fragment") }
+            if let port = components.port, !(1...65535).contains(port) {
+                throw refuse("the port is not 1-65535")
+            }
             guard ["/system", "/session"].contains(components.path) else {
                 throw refuse("the URI's path must be /system or /session")
             }
+            let bare = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+            guard host.hasPrefix("[") ? Self.isIPv6(bare) : Self.isIPv4(bare) || Self.isDNSName(bare) else {
+                throw refuse("'\(host)' is not a host name or address")
+            }
             kind = .libvirtURI
-            self.host = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+            self.host = bare
             port = components.port
             uri = text
             return
@@ -94,6 +129,20 @@ public struct MigrationDestination: Sendable, Equatable, CustomStringConvertible
             throw refuse("it is not a valid host name")
         }
         host = name
+    }
+
+    static let uriCharacters = CharacterSet(
+        charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~:/?#[]@!$&'()*+,;=%")
+
+    /// The libvirt transports a destination URI may name.
+    static let transports = ["qemu", "qemu+tcp", "qemu+tls", "qemu+ssh", "qemu+libssh", "qemu+libssh2"]
+    /// URI parameters that name programs libvirt runs (virsh's `command=`, `netcat=`).
+    static let refusedParameters: Set<String> = ["command", "netcat"]
+
+    /// Whether the URI turns certificate checks off (libvirt's `no_verify=1`).
+    var disablesVerification: Bool {
+        guard let uri, let items = URLComponents(string: uri)?.queryItems else { return false }
+        return items.contains { $0.name.lowercased() == "no_verify" && $0.value != "0" }
     }
 
     static func port(_ text: String) -> Int? {

@@ -66,6 +66,9 @@ struct ClonePlan: Sendable {
         source: VirtualMachine, name: String, type: CloneType, snapshot: String?, destination: String?
     ) async throws(VMDriverError) -> ClonePlan {
         try CloneDefinition.validate(name: name)
+        if let destination, let reason = Self.badDestination(destination) {
+            throw VMDriverError(.invalidParameter, "clone destination \(destination.debugDescription) \(reason)")
+        }
         let host = source.host
         try (CapabilityProbe.cloneTypes(on: host)[type] ?? .unavailable("unknown clone type")).require(
             "a \(type.rawValue) clone", on: host.name)
@@ -109,12 +112,12 @@ struct ClonePlan: Sendable {
                 }
             }
             // Where the clone goes.
-            var directory = (layout.disks.first?.path as NSString?)?.deletingLastPathComponent ?? "/var/lib/libvirt/images"
+            var directory = layout.disks.first.map { PathName.parent($0.path) } ?? "/var/lib/libvirt/images"
             var xmlFile: String?
             if let destination {
                 if destination.hasSuffix(".xml") {
                     xmlFile = destination
-                    directory = (destination as NSString).deletingLastPathComponent
+                    directory = PathName.parent(destination)
                 } else {
                     directory = destination
                 }
@@ -191,14 +194,18 @@ struct ClonePlan: Sendable {
                     guard let base = bases[disk.source.target] else { continue }
                     let directory = self.directory
                     try await host.blocking("cannot create the overlay for \(disk.source.target)") { connection in
-                        created.add(disk.target)
                         // libvirt's storage API where a pool covers the folder (it works on remote
-                        // hosts too), else qemu-img here.
+                        // hosts too, mode 0600), else qemu-img here into a file reserved 0600.
                         if let pool = try StoragePools.covering(directory, connection: connection) {
+                            created.add(disk.target)
                             try StoragePools.createOverlay(
                                 disk.target, base: base.path, baseFormat: base.format ?? "qcow2", pool: pool,
                                 connection: connection)
                         } else {
+                            // Reserved before it is recorded: a file someone else made meanwhile is
+                            // refused, not removed by the rollback.
+                            try LocalImages.reserve(disk.target)
+                            created.add(disk.target)
                             try LocalImages.createOverlay(disk.target, base: base.path, baseFormat: base.format ?? "qcow2")
                         }
                     }
@@ -214,6 +221,9 @@ struct ClonePlan: Sendable {
                 try await host.blocking("cannot copy the NVRAM of \(label)") { _ in
                     created.add(nvram.target)
                     try FileManager.default.copyItem(atPath: nvram.source, toPath: nvram.target)
+                    // copyItem keeps the template's mode (0644 under /usr/share): the clone's
+                    // variables are its own.
+                    try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: nvram.target)
                 }
             }
             context.report(
@@ -257,7 +267,7 @@ struct ClonePlan: Sendable {
                 }
                 let frozen = try VirtualMachine.freeze(
                     domain: domain, layout: layout, vmName: source.name, snapshot: "clone-\(Self.fileSafe(name))-\(Self.stamp())",
-                    keepMetadata: true)
+                    keepMetadata: true, local: !source.host.isRemote)
                 return frozen.mapValues { VMDetails.BackingImage(path: $0.frozen.path, format: $0.frozen.format) }
             }
         }
@@ -282,8 +292,9 @@ struct ClonePlan: Sendable {
                     let layout = try DiskLayout.read(domain: domain, host: host, label: label)
                     return try VirtualMachine.freeze(
                         domain: domain, layout: layout, vmName: plan.source.name,
-                        snapshot: "vmdriver-copy-\(Self.stamp())-\(UUID().uuidString.prefix(6).lowercased())", keepMetadata: false
-                    )
+                        snapshot: "vmdriver-copy-\(Self.stamp())-\(UUID().uuidString.prefix(6).lowercased())",
+                        keepMetadata: false,
+                        local: !host.isRemote)
                 }
             }
             sources = temporary.mapValues { VMDetails.BackingImage(path: $0.frozen.path, format: $0.frozen.format) }
@@ -312,12 +323,13 @@ struct ClonePlan: Sendable {
                 try Task.checkCancellation(or: "clone '\(name)' of \(label)")
                 let before = done
                 try await host.blocking("cannot copy \(plan.source)") { _ in
+                    try LocalImages.reserve(plan.target)
                     created.add(plan.target)
                     try DiskCopier.copy(plan, handle: handle) { bytes in
                         let processed = before + bytes
                         context.report(
                             JobProgress(
-                                phase: "copying \((plan.source as NSString).lastPathComponent)",
+                                phase: "copying \(PathName.last(plan.source))",
                                 percent: total > 0 ? 90 * Double(processed) / Double(total) : nil,
                                 bytesProcessed: processed, bytesRemaining: total - min(total, processed), bytesTotal: total))
                     }
@@ -413,6 +425,20 @@ struct ClonePlan: Sendable {
         return failures.isEmpty
             ? "everything it made was removed; the source is untouched"
             : "could not remove: \(failures.joined(separator: ", "))"
+    }
+
+    /// Why a clone destination cannot be one, or nil: libvirt wants absolute disk paths, and a
+    /// control character in a path is a mistake or an attack, never a folder name.
+    static func badDestination(_ destination: String) -> String? {
+        if destination.isEmpty { return "is empty" }
+        if !destination.hasPrefix("/") { return "is not an absolute path" }
+        if destination.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            return "has control characters in it"
+        }
+        if destination.hasSuffix(".xml"), PathName.last(destination) == ".xml" {
+            return "names no file (.xml alone)"
+        }
+        return nil
     }
 
     static func stamp() -> String {

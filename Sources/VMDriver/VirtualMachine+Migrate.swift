@@ -102,17 +102,23 @@ struct MigrationPlan: Sendable {
         } catch {
             return (nil, [Problem(code: error.code, message: error.message)])
         }
+        // The options, before any host is asked: bad input is refused with nothing touched.
+        problems += Self.validate(options: options, destination: destination)
+        if !problems.isEmpty && !collectAll { return (nil, problems) }
+        let peerURI = Self.peerURI(destination: destination, security: options.security)
         // What the source host can do.
         let caps: Capabilities
         do {
             caps = try await CapabilityProbe(host: source, probeAccelerators: false).run()
         } catch {
-            return (nil, [Problem(code: error.code, message: error.message)])
+            return (nil, problems + [Problem(code: error.code, message: error.message)])
         }
         if caps.migrationTypes.values.allSatisfy({ !$0.isAvailable }) {
             return (
                 nil,
-                [Problem(code: .notSupported, message: "the \(source.driver) driver of \(source.label) does not migrate VMs")]
+                problems + [
+                    Problem(code: .notSupported, message: "the \(source.driver) driver of \(source.label) does not migrate VMs")
+                ]
             )
         }
         if let level = caps.securityLevels[securityKey(options.security)], level.status == .unavailable {
@@ -130,44 +136,8 @@ struct MigrationPlan: Sendable {
                 fail(.notSupported, "\(name) is not available on \(source.label): \(support.reason ?? "")")
             }
         }
-        if let name = options.newName {
-            do { try CloneDefinition.validate(name: name) } catch { fail(error.code, error.message) }
-        }
-        if let memory = options.memoryMiB, memory < 16 || memory > 16 << 20 {
-            fail(.invalidParameter, "memory \(memory) MiB is not a size VMDriver gives a VM: 16 MiB to 16 TiB")
-        }
-        if let vcpus = options.vcpus, vcpus < 1 || vcpus > 4096 {
-            fail(.invalidParameter, "\(vcpus) vCPUs is not a count VMDriver gives a VM: 1 to 4096")
-        }
-        if let home = options.home {
-            if let reason = Self.badHome(home) { fail(.invalidParameter, "home folder \(home.debugDescription) \(reason)") }
-            if options.storage == .shared {
-                fail(
-                    .incompatibleParameters,
-                    "--home puts the VM's disks in a folder on the target, --storage shared leaves them where they are: pick one")
-            }
-        }
-
-        // The URIs: the source's libvirtd connects to `peerURI`; VMDriver checks the target
-        // through its own connection (with the client's pkipath for TLS).
-        let transport = options.security == .low ? "tcp" : "tls"
-        let peerURI: String
-        if let given = destination.uri {
-            let scheme = given.prefix { $0 != ":" }
-            if options.security != .low && !(scheme.hasSuffix("+tls") || scheme.hasSuffix("+ssh")) {
-                fail(
-                    .incompatibleParameters,
-                    "security '\(options.security.rawValue)' needs an encrypted control connection, and \(given) is not qemu+tls:// or qemu+ssh://"
-                )
-            }
-            peerURI = given
-        } else {
-            peerURI = "qemu+\(transport)://\(destination.hostForURI)\(destination.port.map { ":\($0)" } ?? "")/system"
-        }
-        var clientURI = peerURI
-        if let pki = options.clientPKIPath, peerURI.contains("+tls://") {
-            clientURI += (peerURI.contains("?") ? "&" : "?") + "pkipath=\(pki)"
-        }
+        if !problems.isEmpty && !collectAll { return (nil, problems) }
+        let clientURI = Self.clientURI(peerURI: peerURI, pkiPath: options.clientPKIPath)
         let target: Host
         do {
             target = try await Host.connect(clientURI, logger: source.logger)
@@ -264,7 +234,7 @@ struct MigrationPlan: Sendable {
                 }
                 var occupied: [String] = []
                 for disk in disks where shared[folder(disk.path)] != true || options.home != nil {
-                    let path = options.home.map { "\($0)/\((disk.path as NSString).lastPathComponent)" } ?? disk.path
+                    let path = options.home.map { "\($0)/\(PathName.last(disk.path))" } ?? disk.path
                     if (try? ImageInspector.volume(at: path, connection: targetConnection)) != nil { occupied.append(path) }
                 }
                 return Facts(
@@ -343,6 +313,57 @@ struct MigrationPlan: Sendable {
         }
 
         // Flags and parameters.
+        var (flags, parameters) = Self.translate(
+            type: type, destination: destination, options: options, moves: moves, tcg: tcg,
+            autoConverge: caps.features[.autoConverge]?.status != .unavailable)
+        let travelling = moves.filter { $0.mode != .shared }
+        if let name = options.newName { parameters.destinationName = name }
+        // New paths (--home), flattened copies and new settings travel as destination XML.
+        let newPaths = travelling.filter { $0.targetPath != $0.disk.path || ($0.mode == .copy && !$0.disk.chain.isEmpty) }
+        let newSettings = options.memoryMiB != nil || options.vcpus != nil
+        if type == .cold {
+            // Offline, libvirt checks the destination XML against the source's ABI and defines
+            // it as it is: new settings are defined on the target afterwards (execute).
+            if !newPaths.isEmpty, let xml = facts.inactiveXML {
+                parameters.destinationXML = Self.rewrite(xml, moves: newPaths, options: options, settings: false, rename: false)
+            }
+        } else {
+            if !newPaths.isEmpty, let xml = facts.liveXML {
+                parameters.destinationXML = Self.rewrite(
+                    xml, moves: newPaths, options: options, settings: false, rename: false)
+            }
+            if !newPaths.isEmpty || newSettings, let xml = facts.inactiveXML {
+                parameters.persistentXML = Self.rewrite(xml, moves: newPaths, options: options, settings: true, rename: true)
+            }
+        }
+        let memoryMiB = facts.memoryKiB / 1024
+        // Default: a minute, plus a second per 8 MiB of memory, plus half a minute and a minute
+        // per GiB of each disk that is copied.
+        var seconds = 60 + Int64(memoryMiB) / 8
+        for move in travelling { seconds += 30 + Int64(move.capacity >> 30) * 60 }
+        let timeout = options.timeout ?? .seconds(seconds)
+        var decisions: [String] = [
+            "type \(type.rawValue)", "storage \(storage.rawValue)", "security \(options.security.rawValue)",
+            "peer URI \(peerURI)", "flags \(describe(flags))", "timeout \(Job<Void>.format(timeout))",
+        ]
+        for move in moves { decisions.append(Self.describe(move)) }
+        if let home = options.home { decisions.append("home \(home) on \(target.label) (made if missing)") }
+        let plan = MigrationPlan(
+            vm: vm, destination: destination, options: options, type: type, storage: storage, peerURI: peerURI,
+            destinationHost: target, flags: flags, parameters: parameters, wasActive: facts.state.isActive, timeout: timeout,
+            targetName: targetName, decisions: decisions, moves: moves,
+            preparation: TargetPreparation(target: target))
+        return (plan, problems)
+    }
+
+    /// The libvirt flags and parameters of a migration, decided from the options and how each
+    /// disk travels (pure, so the fuzz suite can check it): UNSAFE only where a disk stays on
+    /// storage that was verified shared (or that the caller declared shared), TLS for the data
+    /// exactly when security is high, the post-copy switch never for TCG guests.
+    static func translate(
+        type: MigrationOptions.MigrationType, destination: MigrationDestination, options: MigrationOptions, moves: [DiskMove],
+        tcg: Bool, autoConverge: Bool
+    ) -> (Domain.MigrateFlags, Domain.MigrationParameters) {
         var flags: Domain.MigrateFlags = [.peerToPeer, .persistDestination]
         if !options.keepSource { flags.insert(.undefineSource) }
         switch type {
@@ -382,46 +403,10 @@ struct MigrationPlan: Sendable {
             // Auto-converge acts only when pre-copy does not converge; post-copy is allowed for
             // the policy to switch to, if the target's QEMU can do it (see execute) and the
             // guest is not TCG (see above); otherwise the policy pauses the guest to finish.
-            if caps.features[.autoConverge]?.status != .unavailable { flags.insert(.autoConverge) }
+            if autoConverge { flags.insert(.autoConverge) }
             if !tcg { flags.insert(.postcopy) }
         }
-        if let name = options.newName { parameters.destinationName = name }
-        // New paths (--home), flattened copies and new settings travel as destination XML.
-        let newPaths = travelling.filter { $0.targetPath != $0.disk.path || ($0.mode == .copy && !$0.disk.chain.isEmpty) }
-        let newSettings = options.memoryMiB != nil || options.vcpus != nil
-        if type == .cold {
-            // Offline, libvirt checks the destination XML against the source's ABI and defines
-            // it as it is: new settings are defined on the target afterwards (execute).
-            if !newPaths.isEmpty, let xml = facts.inactiveXML {
-                parameters.destinationXML = Self.rewrite(xml, moves: newPaths, options: options, settings: false, rename: false)
-            }
-        } else {
-            if !newPaths.isEmpty, let xml = facts.liveXML {
-                parameters.destinationXML = Self.rewrite(
-                    xml, moves: newPaths, options: options, settings: false, rename: false)
-            }
-            if !newPaths.isEmpty || newSettings, let xml = facts.inactiveXML {
-                parameters.persistentXML = Self.rewrite(xml, moves: newPaths, options: options, settings: true, rename: true)
-            }
-        }
-        let memoryMiB = facts.memoryKiB / 1024
-        // Default: a minute, plus a second per 8 MiB of memory, plus half a minute and a minute
-        // per GiB of each disk that is copied.
-        var seconds = 60 + Int64(memoryMiB) / 8
-        for move in travelling { seconds += 30 + Int64(move.capacity >> 30) * 60 }
-        let timeout = options.timeout ?? .seconds(seconds)
-        var decisions: [String] = [
-            "type \(type.rawValue)", "storage \(storage.rawValue)", "security \(options.security.rawValue)",
-            "peer URI \(peerURI)", "flags \(describe(flags))", "timeout \(Job<Void>.format(timeout))",
-        ]
-        for move in moves { decisions.append(Self.describe(move)) }
-        if let home = options.home { decisions.append("home \(home) on \(target.label) (made if missing)") }
-        let plan = MigrationPlan(
-            vm: vm, destination: destination, options: options, type: type, storage: storage, peerURI: peerURI,
-            destinationHost: target, flags: flags, parameters: parameters, wasActive: facts.state.isActive, timeout: timeout,
-            targetName: targetName, decisions: decisions, moves: moves,
-            preparation: TargetPreparation(target: target))
-        return (plan, problems)
+        return (flags, parameters)
     }
 
     /// Decides how each disk travels: in place when the storage is shared (checked), only its
@@ -476,7 +461,7 @@ struct MigrationPlan: Sendable {
                     mode = disk.chain.isEmpty || chainReady(disk) != nil ? .copy : .incremental
                 }
             }
-            let targetPath = options.home.map { "\($0)/\((disk.path as NSString).lastPathComponent)" } ?? disk.path
+            let targetPath = options.home.map { "\($0)/\(PathName.last(disk.path))" } ?? disk.path
             if mode != .shared && capacities[disk.target] == nil {
                 problems.append(Problem(code: .failed, message: "cannot read the size of \(disk.target) (\(disk.path))"))
             }
@@ -513,6 +498,80 @@ struct MigrationPlan: Sendable {
         }
     }
 
+    /// Every problem with the options themselves, found without asking a host: code 4 for a
+    /// bad value, code 6 for options that contradict each other.
+    static func validate(options: MigrationOptions, destination: MigrationDestination) -> [Problem] {
+        var problems: [Problem] = []
+        func fail(_ code: ReturnCode, _ message: String) { problems.append(Problem(code: code, message: message)) }
+        if let name = options.newName {
+            do { try CloneDefinition.validate(name: name) } catch { fail(error.code, error.message) }
+        }
+        if let memory = options.memoryMiB, memory < 16 || memory > 16 << 20 {
+            fail(.invalidParameter, "memory \(memory) MiB is not a size VMDriver gives a VM: 16 MiB to 16 TiB")
+        }
+        if let vcpus = options.vcpus, vcpus < 1 || vcpus > 4096 {
+            fail(.invalidParameter, "\(vcpus) vCPUs is not a count VMDriver gives a VM: 1 to 4096")
+        }
+        if let parallel = options.parallelConnections, !(1...255).contains(parallel) {
+            fail(.invalidParameter, "\(parallel) parallel connections is not a count QEMU takes: 1 to 255")
+        }
+        if let timeout = options.timeout, timeout <= .zero {
+            fail(.invalidParameter, "a timeout of \(timeout) is not one: give a positive duration")
+        }
+        if let home = options.home {
+            if let reason = badHome(home) { fail(.invalidParameter, "home folder \(home.debugDescription) \(reason)") }
+            if options.storage == .shared {
+                fail(
+                    .incompatibleParameters,
+                    "--home puts the VM's disks in a folder on the target, --storage shared leaves them where they are: pick one")
+            }
+        }
+        if let pki = options.clientPKIPath, let reason = badHome(pki) {
+            fail(.invalidParameter, "the client PKI path \(pki.debugDescription) \(reason)")
+        }
+        if let given = destination.uri, options.security != .low,
+            !["+tls", "+ssh", "+libssh", "+libssh2"].contains(where: { given.prefix { $0 != ":" }.hasSuffix($0) })
+        {
+            fail(
+                .incompatibleParameters,
+                "security '\(options.security.rawValue)' needs an encrypted control connection, and \(given) is not qemu+tls:// or qemu+ssh://"
+            )
+        }
+        if destination.disablesVerification && options.security == .high {
+            fail(
+                .incompatibleParameters,
+                "security 'high' checks the target's certificate, and \(destination) turns the check off (no_verify): drop no_verify or choose a lower security level"
+            )
+        }
+        return problems
+    }
+
+    /// The URI the source's libvirtd connects to: the one given, or one built for the security
+    /// level (TCP for low, TLS otherwise; certificates always verified).
+    static func peerURI(destination: MigrationDestination, security: MigrationOptions.Security) -> String {
+        if let given = destination.uri { return given }
+        let transport = security == .low ? "tcp" : "tls"
+        return "qemu+\(transport)://\(destination.hostForURI)\(destination.port.map { ":\($0)" } ?? "")/system"
+    }
+
+    /// The URI of VMDriver's own connection to the target: the peer URI with the client's
+    /// pkipath for TLS. The path is percent-encoded: a `&` or `?` in it must not add URI
+    /// parameters (`&no_verify=1` would turn certificate checks off).
+    static func clientURI(peerURI: String, pkiPath: String?) -> String {
+        guard let pki = pkiPath, peerURI.contains("+tls://") else { return peerURI }
+        var allowed = CharacterSet.alphanumerics.intersection(CharacterSet(charactersIn: Unicode.Scalar(0)..<Unicode.Scalar(128)))
+        allowed.insert(charactersIn: "-._~/")
+        let encoded = pki.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
+        // An empty query ("…/system?") or one ending in "&" needs no separator: no empty
+        // parameter in between.
+        var separator = "?"
+        if let mark = peerURI.firstIndex(of: "?") {
+            let query = peerURI[peerURI.index(after: mark)...]
+            separator = query.isEmpty || query.hasSuffix("&") ? "" : "&"
+        }
+        return peerURI + separator + "pkipath=\(encoded)"
+    }
+
     /// Why a home folder cannot be one, or nil.
     static func badHome(_ home: String) -> String? {
         if home.isEmpty { return "is empty" }
@@ -520,7 +579,12 @@ struct MigrationPlan: Sendable {
         if home.contains(where: { $0 == "\0" || $0.isNewline || $0.asciiValue.map { $0 < 0x20 } == true }) {
             return "has control characters in it"
         }
-        if home.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) { return "has . or .. in it" }
+        // Split on scalars: "/" and a combining mark after it are one Character, which would hide a "..".
+        if home.unicodeScalars.split(separator: "/").contains(where: {
+            String(String.UnicodeScalarView($0)) == ".." || String(String.UnicodeScalarView($0)) == "."
+        }) {
+            return "has . or .. in it"
+        }
         if (home as NSString).standardizingPath == "/" { return "is the root folder" }
         return nil
     }
@@ -533,7 +597,10 @@ struct MigrationPlan: Sendable {
         guard let root = try? XMLTree.parse(xml) else { return nil }
         // libvirt wants the source's name in the destination XML (the new one travels as a
         // parameter) and the new one in the persistent definition.
-        if rename, let name = options.newName { root.child("name")?.text = name }
+        if rename, let name = options.newName {
+            root.child("name")?.removeChildren { _ in true }
+            root.child("name")?.text = name
+        }
         for disk in root.child("devices")?.children("disk") ?? [] {
             guard let source = disk.child("source"), let file = source.attributes["file"],
                 let move = moves.first(where: { $0.disk.path == file })
@@ -945,4 +1012,4 @@ func hostUUID(_ capabilitiesXML: String) -> String? {
 }
 
 /// The folder a path is in.
-func folder(_ path: String) -> String { (path as NSString).deletingLastPathComponent }
+func folder(_ path: String) -> String { PathName.parent(path) }

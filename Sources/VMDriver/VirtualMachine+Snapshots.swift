@@ -37,7 +37,9 @@ extension VirtualMachine {
             }
             let layout = try DiskLayout.read(domain: domain, host: host, label: label)
             try Self.requireSnapshottable(domain: domain, label: label)
-            _ = try Self.freeze(domain: domain, layout: layout, vmName: try domain.name(), snapshot: name, keepMetadata: true)
+            _ = try Self.freeze(
+                domain: domain, layout: layout, vmName: try domain.name(), snapshot: name, keepMetadata: true,
+                local: !host.isRemote)
             return try Self.snapshotInfo(try domain.lookupSnapshot(name: name), host: host)
         }
     }
@@ -80,9 +82,11 @@ extension VirtualMachine {
 
     /// Freezes every writable disk with an external disk-only snapshot and returns, per disk,
     /// the frozen image and the overlay the VM now writes to. Blocking.
-    /// - Parameter keepMetadata: false leaves no snapshot object behind (a temporary freeze).
+    /// - Parameters:
+    ///   - keepMetadata: false leaves no snapshot object behind (a temporary freeze).
+    ///   - local: the domain's host is this machine, so the new overlays can be reached here.
     static func freeze(
-        domain: Domain, layout: DiskLayout, vmName: String, snapshot: String, keepMetadata: Bool
+        domain: Domain, layout: DiskLayout, vmName: String, snapshot: String, keepMetadata: Bool, local: Bool
     ) throws -> [String: (frozen: DiskLayout.Disk, overlay: String)] {
         var result: [String: (frozen: DiskLayout.Disk, overlay: String)] = [:]
         let xml = XMLTree(name: "domainsnapshot")
@@ -90,7 +94,7 @@ extension VirtualMachine {
         xml.append("description", text: "disk-only snapshot made by VMDriver")
         let disks = xml.append("disks")
         for disk in layout.disks {
-            let directory = (disk.path as NSString).deletingLastPathComponent
+            let directory = PathName.parent(disk.path)
             let overlay = "\(directory)/\(vmName)-\(disk.target)-\(snapshot).qcow2"
             if FileManager.default.fileExists(atPath: overlay) {
                 throw VMDriverError(.invalidParameter, "cannot snapshot: \(overlay) already exists")
@@ -110,6 +114,12 @@ extension VirtualMachine {
             }
         }
         _ = try domain.createSnapshot(xml: xml.serialized(), flags: flags)
+        // libvirt makes the overlays of a shut-off VM with qemu-img: mode 0644, the guest's new
+        // writes readable by every user. Only the owner (root, or the qemu user libvirt gave it
+        // to) needs them.
+        if local {
+            for (_, overlay) in result.values { _ = chmod(overlay, 0o600) }
+        }
         return result
     }
 

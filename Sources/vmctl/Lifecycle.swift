@@ -74,7 +74,10 @@ struct Shutdown: AsyncParsableCommand {
     var force = false
 
     func validate() throws {
-        guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number of seconds") }
+        // At most a year: a bigger number would overflow the milliseconds (and crash vmctl).
+        guard timeout > 0, timeout <= 31_536_000 else {
+            throw ValidationError("--timeout must be a positive number of seconds, at most 31536000 (a year)")
+        }
     }
 
     struct Result: Encodable {

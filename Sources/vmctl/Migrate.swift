@@ -41,7 +41,10 @@ struct Migrate: AsyncParsableCommand {
     @Flag(help: "Only check whether the VM could migrate; change nothing.") var check = false
 
     func validate() throws {
-        if let timeout, !(timeout > 0) { throw ValidationError("--timeout must be a positive number of seconds") }
+        // At most a year: a bigger number would overflow the milliseconds (and crash vmctl).
+        if let timeout, !(timeout > 0 && timeout <= 31_536_000) {
+            throw ValidationError("--timeout must be a positive number of seconds, at most 31536000 (a year)")
+        }
         if let parallel, parallel < 1 { throw ValidationError("--parallel must be at least 1") }
     }
 

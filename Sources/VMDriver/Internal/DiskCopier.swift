@@ -25,7 +25,8 @@ enum DiskCopier {
         return UInt64(info.st_blocks) * 512
     }
 
-    /// Copies one image. `progress` gets the bytes written so far.
+    /// Copies one image into `plan.target`, which `LocalImages.reserve` made (mode 0600 from
+    /// the first byte: the copy is the guest's data). `progress` gets the bytes written so far.
     static func copy(_ plan: Plan, handle: Subprocess.Handle, progress: @escaping @Sendable (UInt64) -> Void)
         throws(VMDriverError)
     {

@@ -89,7 +89,23 @@ enum LocalImages {
         }
     }
 
-    /// Creates a qcow2 overlay of `base`. Fails if `overlay` exists.
+    /// Creates `path` empty with mode 0600, failing if it exists, for a tool to write an image
+    /// into: qemu-img and cp would create it 0644 (world-readable guest data) and overwrite an
+    /// existing file without a word. Both keep an existing file's mode. libvirt's
+    /// dynamic_ownership gives the image to the qemu user when the VM starts.
+    static func reserve(_ path: String) throws(VMDriverError) {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            let error = errno
+            throw VMDriverError(
+                error == EEXIST ? .invalidParameter : .failed,
+                "cannot create \(path): \(String(cString: strerror(error)))\(error == EEXIST ? " (nothing was overwritten)" : "")"
+            )
+        }
+        close(descriptor)
+    }
+
+    /// Creates a qcow2 overlay of `base` in `overlay` (reserve it first: qemu-img overwrites).
     static func createOverlay(_ overlay: String, base: String, baseFormat: String) throws(VMDriverError) {
         try runQemuImg(
             ["create", "-q", "-f", "qcow2", "-F", baseFormat, "-b", base, "--", overlay],

@@ -87,7 +87,7 @@ enum ImageInspector {
         do {
             return try connection.lookupStorageVolume(path: path)
         } catch {
-            guard let pool = try StoragePools.covering((path as NSString).deletingLastPathComponent, connection: connection)
+            guard let pool = try StoragePools.covering(PathName.parent(path), connection: connection)
             else { throw error }
             try pool.refresh()
             return try connection.lookupStorageVolume(path: path)

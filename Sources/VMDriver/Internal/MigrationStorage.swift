@@ -233,7 +233,7 @@ final class TargetPreparation: Sendable {
     func createImages(_ moves: [DiskMove]) async throws(VMDriverError) {
         for move in moves where move.mode != .shared {
             try await target.blocking("cannot create \(move.targetPath) on \(target.label)") { connection in
-                let folder = (move.targetPath as NSString).deletingLastPathComponent
+                let folder = PathName.parent(move.targetPath)
                 guard let pool = try StoragePools.covering(folder, connection: connection) else {
                     throw VMDriverError(
                         .incompatibleParameters, "\(self.target.label) has no storage pool covering \(folder): define one")
@@ -243,7 +243,7 @@ final class TargetPreparation: Sendable {
                         move.targetPath, base: base.path, baseFormat: base.format ?? "qcow2", pool: pool, connection: connection)
                 } else {
                     _ = try StoragePools.createVolume(
-                        named: (move.targetPath as NSString).lastPathComponent, capacity: move.capacity,
+                        named: PathName.last(move.targetPath), capacity: move.capacity,
                         format: move.disk.format == "raw" ? "raw" : "qcow2", in: pool)
                 }
             }
@@ -263,7 +263,7 @@ final class TargetPreparation: Sendable {
             let (original, _) = try MigrationStorage.reader(move.disk.path, connection: connection, isLocal: !source.isRemote)
             // An empty raw file the upload fills; libvirt reads its format afresh after.
             let copy = try StoragePools.createVolume(
-                named: (move.targetPath as NSString).lastPathComponent, capacity: 0, format: "raw", in: pool)
+                named: PathName.last(move.targetPath), capacity: 0, format: "raw", in: pool)
             self.state.withLock { $0.images.append(move.targetPath) }
             try MigrationStorage.send(original, to: copy)
             try? pool.refresh()

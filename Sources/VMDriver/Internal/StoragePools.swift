@@ -43,7 +43,7 @@ enum StoragePools {
                 cause: error)
         }
         _ = try createVolume(
-            named: (overlay as NSString).lastPathComponent, capacity: capacity, format: "qcow2",
+            named: PathName.last(overlay), capacity: capacity, format: "qcow2",
             backing: (base, baseFormat), in: pool)
     }
 

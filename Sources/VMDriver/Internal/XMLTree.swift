@@ -70,20 +70,27 @@ final class XMLTree {
         out += pad + "</\(name)>\n"
     }
 
+    /// Escapes text for an element (`quote: false`) or a quoted attribute value. Works on
+    /// scalars, not characters ("\r\n" is one character). In attribute values, tabs and line
+    /// ends are written as references, or the parser would read them back as spaces (XML's
+    /// attribute-value normalization); a carriage return is one everywhere, or it would be
+    /// read back as a line feed.
     static func escape(_ text: String, quote: Bool) -> String {
-        var out = ""
-        out.reserveCapacity(text.count)
-        for character in text {
-            switch character {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "'" where quote: out += "&apos;"
-            case "\"" where quote: out += "&quot;"
-            default: out.append(character)
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "&": out.append(contentsOf: "&amp;".unicodeScalars)
+            case "<": out.append(contentsOf: "&lt;".unicodeScalars)
+            case ">": out.append(contentsOf: "&gt;".unicodeScalars)
+            case "'" where quote: out.append(contentsOf: "&apos;".unicodeScalars)
+            case "\"" where quote: out.append(contentsOf: "&quot;".unicodeScalars)
+            case "\t" where quote: out.append(contentsOf: "&#9;".unicodeScalars)
+            case "\n" where quote: out.append(contentsOf: "&#10;".unicodeScalars)
+            case "\r": out.append(contentsOf: "&#13;".unicodeScalars)
+            default: out.append(scalar)
             }
         }
-        return out
+        return String(out)
     }
 
     /// The first child named `name`.

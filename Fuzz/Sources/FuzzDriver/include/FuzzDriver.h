@@ -1,0 +1,1 @@
+// Intentionally empty: the target only provides vmfuzz_main (see FuzzDriver.c).
