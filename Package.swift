@@ -45,6 +45,7 @@ let package = Package(
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
         .testTarget(name: "VMDriverTests", dependencies: ["VMDriver", "Libvirt"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VMDriver", "Libvirt"]),
+        .testTarget(name: "ReliabilityTests", dependencies: ["VMDriver", "Libvirt"]),
         // Runs the built vmctl; depends on it so `swift test` builds it first.
         .testTarget(name: "CLITests", dependencies: ["vmctl"]),
     ]

@@ -187,6 +187,8 @@ struct MigrationPlan: Sendable {
             var state: VMState
             var sameHost: Bool
             var nameTaken: Bool
+            /// A job (another migration, say) is running on the VM.
+            var busy: Bool
             var layout: DiskLayout?
             var layoutError: VMDriverError?
             var memoryKiB: UInt64
@@ -210,6 +212,7 @@ struct MigrationPlan: Sendable {
         do throws(VMDriverError) {
             facts = try await source.blocking("cannot check the migration of \(label)") { [domain = vm.domain] connection in
                 let state = try VirtualMachine.state(of: domain)
+                let busy = ((try? domain.jobStats())?.type ?? .none) != .none
                 let sourceUUID = hostUUID(try connection.capabilitiesXML())
                 let targetConnection = target.connection
                 let targetUUID = hostUUID(try targetConnection.capabilitiesXML())
@@ -268,7 +271,8 @@ struct MigrationPlan: Sendable {
                     if (try? ImageInspector.volume(at: path, connection: targetConnection)) != nil { occupied.append(path) }
                 }
                 return Facts(
-                    state: state, sameHost: sourceUUID != nil && sourceUUID == targetUUID, nameTaken: taken, layout: layout,
+                    state: state, sameHost: sourceUUID != nil && sourceUUID == targetUUID, nameTaken: taken, busy: busy,
+                    layout: layout,
                     layoutError: layoutError, memoryKiB: try domain.info().maxMemoryKiB,
                     domainType: (try? XMLTree.parse(domain.xmlDescription()))?.attributes["type"], shared: shared,
                     targetPools: targetPools, capacities: capacities, bases: bases, occupied: occupied,
@@ -283,7 +287,13 @@ struct MigrationPlan: Sendable {
         if facts.sameHost {
             fail(.invalidParameter, "\(destination) is \(source.label) itself, where \(label) already is: give another host")
         }
-        if facts.nameTaken {
+        if facts.busy {
+            // A migration in flight holds the VM's name on the target too: say what is going on,
+            // not that the name is taken.
+            fail(
+                .invalidState,
+                "\(label) is busy with another job (a migration?) on \(source.label): wait for it to end or cancel it")
+        } else if facts.nameTaken {
             fail(
                 .invalidParameter,
                 "a VM named '\(targetName)' already exists on \(target.label): pass a new name (--name) or remove it")
