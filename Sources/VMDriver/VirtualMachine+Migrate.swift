@@ -586,8 +586,11 @@ struct MigrationPlan: Sendable {
 
     /// Where the VM is now, for messages: "the VM is running on host 'hosta'".
     func whereIsTheVM() async -> String {
-        let sourceState = try? await vm.host.blocking("") { [domain = vm.domain] _ in try VirtualMachine.state(of: domain) }
-        let targetState = try? await destinationHost.blocking("") { [targetName] connection in
+        // Even for a cancelled job: its message must still say where the VM is.
+        let sourceState = try? await vm.host.blocking("", evenIfCancelled: true) { [domain = vm.domain] _ in
+            try VirtualMachine.state(of: domain)
+        }
+        let targetState = try? await destinationHost.blocking("", evenIfCancelled: true) { [targetName] connection in
             try VirtualMachine.state(of: try connection.lookupDomain(name: targetName))
         }
         var places: [String] = []
@@ -606,14 +609,19 @@ struct MigrationPlan: Sendable {
         } catch {
             // Nothing of the VM stays on the target; a VM shut down for a cold migration runs
             // again on the source.
-            await preparation.rollback()
+            let left = await preparation.rollback()
             if type == .cold && wasActive {
                 try? await vm.host.blocking("", evenIfCancelled: true) { [domain = vm.domain] _ in
                     if try !domain.isActive() { try domain.start() }
                 }
             }
             // Where the VM is, once everything has been put back: every failure says so.
-            throw VMDriverError(error.code, "\(error.message); \(await whereIsTheVM())", cause: error.cause)
+            let leftover =
+                left.isEmpty
+                ? ""
+                : "; VMDriver could not remove what it made on \(destinationHost.label): \(left.joined(separator: ", ")) "
+                    + "(remove it before trying again)"
+            throw VMDriverError(error.code, "\(error.message); \(await whereIsTheVM())\(leftover)", cause: error.cause)
         }
     }
 
