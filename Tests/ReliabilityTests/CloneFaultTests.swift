@@ -85,7 +85,9 @@ struct CloneFaultTests {
             #expect(error?.code == .failed, "round \(round): \(String(describing: error))")
             #expect(error?.message.contains("No space left on device") == true, "\(error?.message ?? "")")
             #expect(error?.message.contains("everything it made was removed") == true, "\(error?.message ?? "")")
-            #expect(peak > 8 << 20, "round \(round): the copy was under way when the disk filled (\(peak) bytes)")
+            // Mid-copy: the boot image went in, the 96 MiB disk did not fit.
+            #expect(error?.message.contains(big.lastPathComponent) == true, "\(error?.message ?? "")")
+            #expect(peak > 0, "round \(round): progress was reported")
             #expect(try FileManager.default.contentsOfDirectory(atPath: small.path) == [], "round \(round)")
             try await nothingLeft(sandbox, source, big, before, clone: clone, "round \(round)")
         }
@@ -171,11 +173,11 @@ struct CloneFaultTests {
             if let error {
                 failed += 1
                 #expect(error.code == .failed, "round \(round): \(error)")
+                #expect(error.message.contains("was deleted while it was being cloned"), "round \(round): \(error.message)")
+                #expect(error.message.contains("everything it made was removed"), "round \(round): \(error.message)")
                 await #expect(throws: VMDriverError.self, "round \(round): no definition of \(clone)") { try await host.open(clone) }
-                let left = try FileManager.default.contentsOfDirectory(atPath: sandbox.directory.path).sorted().filter {
-                    !files.contains($0)
-                }
-                #expect(left.allSatisfy { !$0.contains(clone) }, "round \(round): the clone's files: \(left)")
+                let now = try FileManager.default.contentsOfDirectory(atPath: sandbox.directory.path).sorted()
+                #expect(now == files, "round \(round): files left: \(now.filter { !files.contains($0) })")
             } else {
                 // Done before the source went: a whole clone, its base still there.
                 let made = try await host.open(clone)
@@ -189,7 +191,7 @@ struct CloneFaultTests {
             #expect(try run("sha256sum", [image.path]) == sum, "round \(round): the source's image")
             Integration.removeDomains(named: sandbox.name, on: Integration.uri)
         }
-        Issue.record("the source went away mid-clone in \(failed) of \(max(5, Faults.repeats)) rounds")
+        print("note: the source went away mid-clone in \(failed) of \(max(5, Faults.repeats)) rounds")
     }
 
     @Test func fiftyConcurrentLinkedClonesAreDistinctAndAllBoot() async throws {
