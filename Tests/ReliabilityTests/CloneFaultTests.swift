@@ -119,7 +119,8 @@ struct CloneFaultTests {
     func copyProcesses(reading path: String) -> [Int32] {
         let pids = ((try? run("pgrep", ["-f", "--", path])) ?? "").split(whereSeparator: \.isNewline).compactMap { Int32($0) }
         return pids.filter { pid in
-            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(
+                in: .whitespacesAndNewlines)
             return comm == "cp" || comm == "qemu-img"
         }
     }
@@ -175,7 +176,9 @@ struct CloneFaultTests {
                 #expect(error.code == .failed, "round \(round): \(error)")
                 #expect(error.message.contains("was deleted while it was being cloned"), "round \(round): \(error.message)")
                 #expect(error.message.contains("everything it made was removed"), "round \(round): \(error.message)")
-                await #expect(throws: VMDriverError.self, "round \(round): no definition of \(clone)") { try await host.open(clone) }
+                await #expect(throws: VMDriverError.self, "round \(round): no definition of \(clone)") {
+                    try await host.open(clone)
+                }
                 let now = try FileManager.default.contentsOfDirectory(atPath: sandbox.directory.path).sorted()
                 #expect(now == files, "round \(round): files left: \(now.filter { !files.contains($0) })")
             } else {
@@ -201,7 +204,9 @@ struct CloneFaultTests {
         var xml = try String(contentsOfFile: path, encoding: .utf8)
         xml = xml.replacingOccurrences(
             of: "<controller type='usb'",
-            with: "<interface type='user'><mac address='52:54:00:00:00:01'/><model type='e1000'/></interface><controller type='usb'")
+            with:
+                "<interface type='user'><mac address='52:54:00:00:00:01'/><model type='e1000'/></interface><controller type='usb'"
+        )
         try xml.write(toFile: path, atomically: true, encoding: .utf8)
         let source = try await host.open(path)
         let prefix = sandbox.name
@@ -221,7 +226,8 @@ struct CloneFaultTests {
         for clone in clones { try await clone.start() }
         for clone in clones {
             let log = sandbox.log(ofClone: clone.name)
-            #expect(await Integration.waitFor(240) { log.lines().contains { $0.hasPrefix("tick") } }, "\(clone.name) did not boot")
+            #expect(
+                await Integration.waitFor(240) { log.lines().contains { $0.hasPrefix("tick") } }, "\(clone.name) did not boot")
         }
         for clone in clones { try await clone.destroy() }
     }

@@ -70,7 +70,9 @@ struct FaultMatrixTests {
                     // The retry refuses to overwrite it, saying so; removed, the retry goes.
                     let refused = await self.error(of: guest, from: from, to: to)
                     #expect(refused?.code == .invalidParameter, "\(label): \(String(describing: refused))")
-                    #expect(refused?.message.contains("\(leftover) already exists") == true, "\(label): \(String(describing: refused))")
+                    #expect(
+                        refused?.message.contains("\(leftover) already exists") == true,
+                        "\(label): \(String(describing: refused))")
                     let connection = try Testbed.connection(to)
                     try connection.lookupStorageVolume(path: leftover).delete()
                     try? connection.close()
@@ -103,7 +105,8 @@ struct FaultMatrixTests {
         let other = host.other
         #expect(try guest.hosts() == [host], "\(label)")
         #expect(try guest.state(on: host) == .running, "\(label)")
-        #expect(await Integration.waitFor(30) { Faults.qemuPIDs(of: guest.name, on: other).isEmpty }, "\(label): QEMU on \(other)")
+        #expect(
+            await Integration.waitFor(30) { Faults.qemuPIDs(of: guest.name, on: other).isEmpty }, "\(label): QEMU on \(other)")
         #expect(Faults.qemuPIDs(of: guest.name, on: host).count == 1, "\(label)")
         let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: other.imagesFromHere)) ?? []).filter {
             $0.hasPrefix(guest.name)
@@ -208,11 +211,13 @@ struct FaultMatrixTests {
             return Outcome(error: error, expectedHost: from)
 
         case .timedOut:
-            let (host, job) = try await start(guest, from: from, to: to, Self.options {
-                $0.bandwidthMiBps = 8
-                $0.policy = .plain
-                $0.timeout = .seconds(8)
-            })
+            let (host, job) = try await start(
+                guest, from: from, to: to,
+                Self.options {
+                    $0.bandwidthMiBps = 8
+                    $0.policy = .plain
+                    $0.timeout = .seconds(8)
+                })
             defer { Task { try? await host.close() } }
             let error = await error(of: job)
             #expect(error?.code == .timeout, "\(String(describing: error))")
