@@ -5,12 +5,12 @@
 #
 #   scripts/test.sh [--long] [extra swift test arguments, e.g. --filter GuestTests]
 #
-# --long: the reliability suite (RELIABILITY.md) runs each fault case three times instead of once.
+# --long: the reliability suite (RELIABILITY.md) runs each fault case ten times instead of three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = --long ]; then
-  export VMDRIVER_RELIABILITY_REPEAT=3
+  export VMDRIVER_RELIABILITY_REPEAT=10
   shift
 fi
 

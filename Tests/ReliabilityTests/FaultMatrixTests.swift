@@ -79,7 +79,9 @@ struct FaultMatrixTests {
                 }
                 try await isWhole(guest, on: from, label: label)
                 // Memory: a failed migration's source keeps every page (strict).
-                #expect(await Integration.waitFor(30) { guest.log.passes().count >= passes + 3 }, "\(label): workload goes on")
+                #expect(
+                    await Integration.waitFor(60) { guest.log.passes().count >= passes + 3 },
+                    "\(label): the workload goes on: \(guest.log.lines().suffix(12))")
                 let after = guest.log.passes().dropFirst(passes)
                 #expect(!after.contains { $0.contains("CORRUPT") }, "\(label): \(after.suffix(6))")
                 // The same migration then succeeds.
@@ -88,7 +90,9 @@ struct FaultMatrixTests {
             }
             try await isWhole(guest, on: to, label: "\(label), after the retry")
             let moved = guest.log.passes().count
-            #expect(await Integration.waitFor(30) { guest.log.passes().count >= moved + 3 })
+            #expect(
+                await Integration.waitFor(60) { guest.log.passes().count >= moved + 3 },
+                "\(label): the workload's page checks after the move: \(guest.log.lines().suffix(12))")
             let lines = guest.log.passes().dropFirst(moved)
             // Known issue of this stack (QEMU 7.2 under TCG, README): a successful pre-copy
             // migration of a guest dirtying memory flat out sometimes leaves stale pages.
