@@ -3,9 +3,16 @@
 # every test (unit tests on test:///default, integration tests with real guests on
 # qemu:///system, CLI tests). Stops the daemons it started and removes what tests left.
 #
-#   scripts/test.sh [extra swift test arguments, e.g. --filter GuestTests]
+#   scripts/test.sh [--long] [extra swift test arguments, e.g. --filter GuestTests]
+#
+# --long: the reliability suite (RELIABILITY.md) runs each fault case ten times instead of three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = --long ]; then
+  export VMDRIVER_RELIABILITY_REPEAT=10
+  shift
+fi
 
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 

@@ -8,6 +8,10 @@
 #   scripts/testbed.sh status   print the same lines if it is up (exit 1 if not)
 #   scripts/testbed.sh down     destroy its guests, stop its daemons, remove its namespaces
 #                               and links; leaves nothing behind, even after a failed run
+#   scripts/testbed.sh daemon-pid HOST       the PID of HOST's libvirtd (exit 1 if none runs)
+#   scripts/testbed.sh restart-daemon HOST   start HOST's libvirtd again if it is not running
+#                               (the fault tests kill it) and wait until it answers
+#   scripts/testbed.sh link HOST up|down     HOST's link to the bridge (the fault tests cut it)
 #
 # Per-host state lives in $VMDRIVER_TESTBED (default /var/lib/vmdriver-testbed/HOST): the
 # host's /etc/libvirt, /var/lib/libvirt (its unshared images go in images/), /var/log/libvirt,
@@ -202,12 +206,84 @@ down() {
   log "down"
 }
 
+# libvirtd's PID in a host's namespaces (not a zombie: PID 1 here reaps late).
+daemon_pid() {
+  local pid
+  for pid in $(ip netns pids "$1" 2>/dev/null); do
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = libvirtd ] || continue
+    ps -p "$pid" -o stat= 2>/dev/null | grep -qv '^Z' || continue
+    echo "$pid"
+    return 0
+  done
+  return 1
+}
+
+restart_daemon() {
+  local host=$1 anchor i
+  check_host "$host"
+  daemon_pid "$host" >/dev/null && answers "$host" && return 0
+  anchor=$(cat "$root/$host/anchor.pid")
+  # Inside the anchor's namespaces: its /run, its bind mounts, its network. The daemon must not
+  # inherit our caller's descriptors: a caller waiting for its child to close one (Foundation's
+  # Process does) would wait for as long as the daemon lives.
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec nsenter -t "$anchor" -m -u -n libvirtd -d --listen </dev/null >>"$root/$host/anchor.log" 2>&1
+  )
+  for i in $(seq 1 100); do
+    if answers "$host"; then
+      local uri="qemu+tcp://${addr[$host]}/system" pool
+      # The transient pools, if the restarted daemon did not keep them.
+      for pool in shared images; do
+        virsh -q -c "$uri" pool-info "$pool" >/dev/null 2>&1 && continue
+        if [ "$pool" = shared ]; then
+          virsh -q -c "$uri" pool-create-as shared dir --target "$root/shared" >/dev/null
+        else
+          virsh -q -c "$uri" pool-create-as images dir --target /var/lib/libvirt/images >/dev/null
+        fi
+      done
+      return 0
+    fi
+    sleep 0.2
+  done
+  log "$host: libvirtd did not answer after a restart"
+  return 1
+}
+
+check_host() {
+  case "${1:-}" in
+    hosta | hostb) ;;
+    *)
+      echo "usage: $0 daemon-pid|restart-daemon HOST, link HOST up|down (HOST: hosta or hostb)" >&2
+      exit 2
+      ;;
+  esac
+}
+
 case "${1:-}" in
   up) up ;;
+  daemon-pid)
+    check_host "${2:-}"
+    daemon_pid "$2"
+    ;;
+  restart-daemon) restart_daemon "${2:-}" ;;
+  link)
+    check_host "${2:-}"
+    case "${3:-}" in
+      up | down) ip link set "vmd-$2" "$3" ;;
+      *)
+        echo "usage: $0 link HOST up|down" >&2
+        exit 2
+        ;;
+    esac
+    ;;
   down) down ;;
   status) status ;;
   *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|status|daemon-pid HOST|restart-daemon HOST|link HOST up|down" >&2
     exit 2
     ;;
 esac

@@ -187,7 +187,7 @@ struct ClonePlan: Sendable {
             switch type {
             case .linked:
                 context.report(JobProgress(phase: "freezing the source's disks", percent: 0))
-                let bases = try await linkedBases()
+                let bases = try await linkedBases(created: created)
                 try Task.checkCancellation(or: "clone '\(name)' of \(label)")
                 context.report(JobProgress(phase: "creating overlays", percent: 50))
                 for disk in disks {
@@ -237,16 +237,20 @@ struct ClonePlan: Sendable {
                 ))
             return vm
         } catch {
-            let undone = await rollback(created)
+            // The source deleted (by another connection) while it was cloned: that is a failure
+            // of the clone (2), not a bad parameter, whatever libvirt's "no domain" says.
+            let sourceGone = await sourceIsGone()
+            let undone = await rollback(created, sourceGone: sourceGone)
             let what = Task.isCancelled || handle.wasTerminated ? "was cancelled" : "failed"
+            let message = sourceGone ? "\(label) was deleted while it was being cloned (\(error.message))" : error.message
             throw VMDriverError(
-                Task.isCancelled ? .failed : (error.code == .completed ? .failed : error.code),
-                "clone '\(name)' of \(label) \(what): \(error.message); \(undone)", cause: error)
+                Task.isCancelled || sourceGone ? .failed : (error.code == .completed ? .failed : error.code),
+                "clone '\(name)' of \(label) \(what): \(message); \(undone)", cause: error)
         }
     }
 
     /// The frozen images the overlays rest on: the snapshot's, or frozen now.
-    private func linkedBases() async throws(VMDriverError) -> [String: VMDetails.BackingImage] {
+    private func linkedBases(created: CreatedFiles) async throws(VMDriverError) -> [String: VMDetails.BackingImage] {
         if snapshot != nil { return snapshotBases }
         let source = self.source
         let name = self.name
@@ -268,6 +272,7 @@ struct ClonePlan: Sendable {
                 let frozen = try VirtualMachine.freeze(
                     domain: domain, layout: layout, vmName: source.name, snapshot: "clone-\(Self.fileSafe(name))-\(Self.stamp())",
                     keepMetadata: true, local: !source.host.isRemote)
+                for entry in frozen.values { created.addFreezeOverlay(entry.overlay) }
                 return frozen.mapValues { VMDetails.BackingImage(path: $0.frozen.path, format: $0.frozen.format) }
             }
         }
@@ -397,9 +402,24 @@ struct ClonePlan: Sendable {
         }
     }
 
-    /// Removes what a failed clone made, newest first; says what it did.
-    private func rollback(_ created: CreatedFiles) async -> String {
-        let (files, domain) = created.take()
+    /// True when the source is neither defined nor running any more.
+    private func sourceIsGone() async -> Bool {
+        (try? await source.host.blocking("", evenIfCancelled: true) { [domain = source.domain] _ -> Bool in
+            do {
+                _ = try domain.isActive()
+                return false
+            } catch let error as LibvirtError where error.code == .noDomain {
+                return true
+            }
+        }) ?? false
+    }
+
+    /// Removes what a failed clone made, newest first; says what it did. When the source is
+    /// gone, the overlays its freeze gave it go too: nothing uses them, and its own images are
+    /// as they were before the clone.
+    private func rollback(_ created: CreatedFiles, sourceGone: Bool = false) async -> String {
+        let (made, domain) = created.take()
+        let files = sourceGone ? created.freezeOverlays() + made : made
         let remote = source.host.isRemote
         let failures =
             (try? await source.host.blocking("rolling back", evenIfCancelled: true) { connection -> [String] in
@@ -464,7 +484,12 @@ final class CreatedFiles: @unchecked Sendable {
     private var files: [String] = []
     private var domain: Domain?
 
+    private var overlays: [String] = []
+
     func add(_ path: String) { lock.withLock { files.append(path) } }
+    /// A new top image the freeze gave the source (the source's, not the clone's).
+    func addFreezeOverlay(_ path: String) { lock.withLock { overlays.append(path) } }
+    func freezeOverlays() -> [String] { lock.withLock { overlays } }
     func define(_ domain: Domain) { lock.withLock { self.domain = domain } }
     func take() -> ([String], Domain?) { lock.withLock { (files, domain) } }
 }

@@ -157,6 +157,8 @@ struct MigrationPlan: Sendable {
             var state: VMState
             var sameHost: Bool
             var nameTaken: Bool
+            /// A job (another migration, say) is running on the VM.
+            var busy: Bool
             var layout: DiskLayout?
             var layoutError: VMDriverError?
             var memoryKiB: UInt64
@@ -180,6 +182,7 @@ struct MigrationPlan: Sendable {
         do throws(VMDriverError) {
             facts = try await source.blocking("cannot check the migration of \(label)") { [domain = vm.domain] connection in
                 let state = try VirtualMachine.state(of: domain)
+                let busy = ((try? domain.jobStats())?.type ?? .none) != .none
                 let sourceUUID = hostUUID(try connection.capabilitiesXML())
                 let targetConnection = target.connection
                 let targetUUID = hostUUID(try targetConnection.capabilitiesXML())
@@ -238,7 +241,8 @@ struct MigrationPlan: Sendable {
                     if (try? ImageInspector.volume(at: path, connection: targetConnection)) != nil { occupied.append(path) }
                 }
                 return Facts(
-                    state: state, sameHost: sourceUUID != nil && sourceUUID == targetUUID, nameTaken: taken, layout: layout,
+                    state: state, sameHost: sourceUUID != nil && sourceUUID == targetUUID, nameTaken: taken, busy: busy,
+                    layout: layout,
                     layoutError: layoutError, memoryKiB: try domain.info().maxMemoryKiB,
                     domainType: (try? XMLTree.parse(domain.xmlDescription()))?.attributes["type"], shared: shared,
                     targetPools: targetPools, capacities: capacities, bases: bases, occupied: occupied,
@@ -253,7 +257,13 @@ struct MigrationPlan: Sendable {
         if facts.sameHost {
             fail(.invalidParameter, "\(destination) is \(source.label) itself, where \(label) already is: give another host")
         }
-        if facts.nameTaken {
+        if facts.busy {
+            // A migration in flight holds the VM's name on the target too: say what is going on,
+            // not that the name is taken.
+            fail(
+                .invalidState,
+                "\(label) is busy with another job (a migration?) on \(source.label): wait for it to end or cancel it")
+        } else if facts.nameTaken {
             fail(
                 .invalidParameter,
                 "a VM named '\(targetName)' already exists on \(target.label): pass a new name (--name) or remove it")
@@ -643,8 +653,11 @@ struct MigrationPlan: Sendable {
 
     /// Where the VM is now, for messages: "the VM is running on host 'hosta'".
     func whereIsTheVM() async -> String {
-        let sourceState = try? await vm.host.blocking("") { [domain = vm.domain] _ in try VirtualMachine.state(of: domain) }
-        let targetState = try? await destinationHost.blocking("") { [targetName] connection in
+        // Even for a cancelled job: its message must still say where the VM is.
+        let sourceState = try? await vm.host.blocking("", evenIfCancelled: true) { [domain = vm.domain] _ in
+            try VirtualMachine.state(of: domain)
+        }
+        let targetState = try? await destinationHost.blocking("", evenIfCancelled: true) { [targetName] connection in
             try VirtualMachine.state(of: try connection.lookupDomain(name: targetName))
         }
         var places: [String] = []
@@ -663,14 +676,19 @@ struct MigrationPlan: Sendable {
         } catch {
             // Nothing of the VM stays on the target; a VM shut down for a cold migration runs
             // again on the source.
-            await preparation.rollback()
+            let left = await preparation.rollback()
             if type == .cold && wasActive {
                 try? await vm.host.blocking("", evenIfCancelled: true) { [domain = vm.domain] _ in
                     if try !domain.isActive() { try domain.start() }
                 }
             }
             // Where the VM is, once everything has been put back: every failure says so.
-            throw VMDriverError(error.code, "\(error.message); \(await whereIsTheVM())", cause: error.cause)
+            let leftover =
+                left.isEmpty
+                ? ""
+                : "; VMDriver could not remove what it made on \(destinationHost.label): \(left.joined(separator: ", ")) "
+                    + "(remove it before trying again)"
+            throw VMDriverError(error.code, "\(error.message); \(await whereIsTheVM())\(leftover)", cause: error.cause)
         }
     }
 

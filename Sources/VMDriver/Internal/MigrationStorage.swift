@@ -271,16 +271,56 @@ final class TargetPreparation: Sendable {
     }
 
     /// Takes away what was made. Best effort: it runs after a failure.
-    func rollback() async {
+    @discardableResult
+    func rollback() async -> [String] {
         let (images, pool, madeHome) = state.withLock { ($0.images, $0.homePool, $0.madeHome) }
-        try? await target.blocking("", evenIfCancelled: true) { connection in
-            for image in images.reversed() { try? ImageInspector.volume(at: image, connection: connection).delete() }
-            if let pool {
+        var left =
+            (try? await target.blocking("", evenIfCancelled: true) { connection in
+                Self.remove(images, connection: connection)
+            }) ?? images
+        if let pool {
+            try? await target.blocking("", evenIfCancelled: true) { _ in
                 if madeHome { try? pool.delete() }
                 try? pool.destroy()
             }
         }
+        // The connection died with the fault (the target's libvirtd restarted, the link was
+        // down): a new one, for as long as 30 s, so a half-copied image does not stay behind.
+        // Not cancellable: a cancelled job still cleans up.
+        if !left.isEmpty {
+            let (uri, logger) = (target.uri, target.logger)
+            left = await Task.detached { [left] in
+                var left = left
+                let deadline = ContinuousClock.now + .seconds(30)
+                while !left.isEmpty && ContinuousClock.now < deadline {
+                    if let host = try? await Host.connect(uri, logger: logger) {
+                        left =
+                            (try? await host.blocking("", evenIfCancelled: true) { [left] in Self.remove(left, connection: $0) })
+                            ?? left
+                        try? await host.close()
+                    }
+                    if !left.isEmpty { try? await Task.sleep(for: .seconds(2)) }
+                }
+                return left
+            }.value
+        }
         state.withLock { $0 = State() }
+        return left
+    }
+
+    /// Deletes images through a connection; returns those still there (or that it could not
+    /// tell about: the connection failed).
+    private static func remove(_ images: [String], connection: Connection) -> [String] {
+        images.reversed().filter { image in
+            do {
+                try ImageInspector.volume(at: image, connection: connection).delete()
+                return false
+            } catch let error as LibvirtError where error.code == .noStorageVolume {
+                return false
+            } catch {
+                return true
+            }
+        }
     }
 
     /// Keeps what was made; the transient pool goes (the folder and images stay).
