@@ -21,15 +21,21 @@ struct CloneFaultTests {
     func source(_ sandbox: Sandbox, mib: Int) async throws -> (VirtualMachine, URL) {
         let big = sandbox.directory.appendingPathComponent("big.raw")
         try run("dd", ["if=/dev/urandom", "of=\(big.path)", "bs=1M", "count=\(mib)", "status=none"])
-        let path = try sandbox.writeBootSectorXML(domainType: "qemu")
-        var xml = try String(contentsOfFile: path, encoding: .utf8)
-        xml = xml.replacingOccurrences(
-            of: "<controller type='usb'",
-            with:
-                "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='\(big.path)'/><target dev='hdb' bus='ide'/></disk><controller type='usb'"
+        let path = try bootSectorXML(
+            sandbox,
+            adding:
+                "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='\(big.path)'/><target dev='hdb' bus='ide'/></disk>"
         )
-        try xml.write(toFile: path, atomically: true, encoding: .utf8)
         return (try await host.open(path), big)
+    }
+
+    /// The sandbox's boot-sector guest definition (TCG) with `device` added to its devices.
+    func bootSectorXML(_ sandbox: Sandbox, adding device: String) throws -> String {
+        let path = try sandbox.writeBootSectorXML(domainType: "qemu")
+        let xml = try String(contentsOfFile: path, encoding: .utf8)
+        try xml.replacingOccurrences(of: "<controller type='usb'", with: device + "<controller type='usb'")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        return path
     }
 
     /// What must not change: the files in the sandbox, the source's definition, the data.
@@ -200,14 +206,8 @@ struct CloneFaultTests {
     @Test func fiftyConcurrentLinkedClonesAreDistinctAndAllBoot() async throws {
         let sandbox = try Sandbox("cf-fifty")
         defer { sandbox.cleanUp() }
-        let path = try sandbox.writeBootSectorXML(domainType: "qemu")
-        var xml = try String(contentsOfFile: path, encoding: .utf8)
-        xml = xml.replacingOccurrences(
-            of: "<controller type='usb'",
-            with:
-                "<interface type='user'><mac address='52:54:00:00:00:01'/><model type='e1000'/></interface><controller type='usb'"
-        )
-        try xml.write(toFile: path, atomically: true, encoding: .utf8)
+        let path = try bootSectorXML(
+            sandbox, adding: "<interface type='user'><mac address='52:54:00:00:00:01'/><model type='e1000'/></interface>")
         let source = try await host.open(path)
         let prefix = sandbox.name
         let clones = try await withThrowingTaskGroup(of: VirtualMachine.self) { group in
