@@ -226,7 +226,8 @@ struct MigrationPlan: Sendable {
                             do {
                                 bases[base.path] = .success(
                                     try MigrationStorage.sameImage(
-                                        base.path, source: connection, sourceIsLocal: !source.isRemote, target: targetConnection))
+                                        base.path, source: connection, sourceIsLocal: !source.isRemote, target: targetConnection,
+                                        hosts: sourceUUID.flatMap { from in targetUUID.map { (from, $0) } }))
                             } catch let error as VMDriverError {
                                 bases[base.path] = .failure(error)
                             } catch {

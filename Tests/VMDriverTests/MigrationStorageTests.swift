@@ -1,4 +1,5 @@
 import Foundation
+import Libvirt
 import Testing
 
 @testable import VMDriver
@@ -44,5 +45,50 @@ struct MigrationStorageTests {
                 #expect(!first.withUnsafeBytes { MigrationStorage.isZero($0) })
             }
         }
+    }
+}
+
+/// A base found identical is remembered only while neither image changes (a real libvirt's
+/// storage pool on this machine: the volumes' change times come from there).
+@Suite(
+    .serialized,
+    .enabled(if: ProcessInfo.processInfo.environment["VMDRIVER_INTEGRATION"] == "1", "needs libvirtd (scripts/test.sh)"))
+struct IdenticalImagesTests {
+    @Test func anEqualPairIsRememberedUntilOneSideChanges() throws {
+        let folder = "/var/lib/libvirt/images/vmdriver-test-identical-\(UUID().uuidString.prefix(8))"
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("vmdriver-cache-\(UUID().uuidString)")
+        setenv("VMDRIVER_CACHE_DIR", cache.path, 1)
+        defer {
+            unsetenv("VMDRIVER_CACHE_DIR")
+            try? FileManager.default.removeItem(at: cache)
+        }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let bytes = Data((0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        try bytes.write(to: URL(fileURLWithPath: "\(folder)/a.img"))
+        let connection = try Connection(uri: "qemu:///system")
+        let pool = try connection.createStoragePool(
+            xml: "<pool type='dir'><name>\(PathName.last(folder))</name><target><path>\(folder)</path></target></pool>")
+        defer {
+            try? pool.destroy()
+            try? FileManager.default.removeItem(atPath: folder)
+            try? connection.close()
+        }
+        // The same image seen from two "hosts": the fingerprints differ by host only.
+        let path = "\(folder)/a.img"
+        let hosts = (source: "host-one", target: "host-two")
+        #expect(
+            try MigrationStorage.sameImage(path, source: connection, sourceIsLocal: true, target: connection, hosts: hosts)
+                == true)
+        let volume = try connection.lookupStorageVolume(path: path)
+        let before = try #require(IdenticalImages.fingerprint(of: volume, host: hosts.source))
+        #expect(IdenticalImages.known(before, try #require(IdenticalImages.fingerprint(of: volume, host: hosts.target))))
+        // One byte written: both sides' change times move, and the pair is unknown again.
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.seek(toOffset: 1_000_000)
+        try handle.write(contentsOf: Data([0xff]))
+        try handle.close()
+        let after = try #require(IdenticalImages.fingerprint(of: volume, host: hosts.source))
+        #expect(after != before)
+        #expect(!IdenticalImages.known(after, try #require(IdenticalImages.fingerprint(of: volume, host: hosts.target))))
     }
 }

@@ -34,13 +34,25 @@ enum MigrationStorage {
     }
 
     /// Whether `path` on the source and the same path on the target hold the same bytes. nil
-    /// when the target has no such image. Blocking.
-    static func sameImage(_ path: String, source: Connection, sourceIsLocal: Bool, target: Connection) throws -> Bool? {
+    /// when the target has no such image. A pair found equal before and unchanged since (host
+    /// UUIDs given, `IdenticalImages`) is not read again. Blocking.
+    static func sameImage(
+        _ path: String, source: Connection, sourceIsLocal: Bool, target: Connection,
+        hosts: (source: String, target: String)? = nil
+    ) throws -> Bool? {
         guard let theirs = try? ImageInspector.volume(at: path, connection: target) else { return nil }
         let (ours, volume) = try reader(path, connection: source, isLocal: sourceIsLocal)
         // Different virtual sizes: different images, without reading them.
         if let volume, try volume.info().capacity != theirs.info().capacity { return false }
-        return try equal(ours, try VolumeReader(theirs))
+        let fingerprints = hosts.flatMap { hosts in
+            volume.flatMap { IdenticalImages.fingerprint(of: $0, host: hosts.source) }.flatMap { ours in
+                IdenticalImages.fingerprint(of: theirs, host: hosts.target).map { (ours, $0) }
+            }
+        }
+        if let fingerprints, IdenticalImages.known(fingerprints.0, fingerprints.1) { return true }
+        let same = try equal(ours, try VolumeReader(theirs))
+        if same, let fingerprints { IdenticalImages.remember(fingerprints.0, fingerprints.1) }
+        return same
     }
 
     /// Compares two byte sequences, holes reading as zeros.
