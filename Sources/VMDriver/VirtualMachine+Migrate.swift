@@ -843,11 +843,16 @@ struct MigrationPlan: Sendable {
         return max(libvirt ?? 0, paused)
     }
 
-    /// Bytes moved: libvirt's total, plus the disk bytes its final stats leave out.
+    /// Bytes moved: libvirt's total, plus the disk bytes its final stats leave out. Its
+    /// completed stats count the NBD disk copy in the total sometimes (with disk_processed 0)
+    /// and sometimes not at all: the disk bytes seen while it ran are added only when the total
+    /// has no room for them beside the memory.
     static func bytes(_ stats: Domain.JobStats?, diskSeen: UInt64?) -> UInt64? {
         guard let total = stats?.dataProcessed ?? stats?.memoryProcessed else { return diskSeen }
-        let disk = (stats?.diskProcessed ?? 0) > 0 ? 0 : (diskSeen ?? 0)
-        return total + disk
+        let disk = diskSeen ?? 0
+        let memory = stats?.memoryProcessed ?? 0
+        let counted = (stats?.diskProcessed ?? 0) > 0 || (total >= memory && total - memory >= disk - disk / 10)
+        return counted ? total : total + disk
     }
 
     /// True when the policy, not the caller, asked for post-copy.
