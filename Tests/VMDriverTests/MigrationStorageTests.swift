@@ -110,13 +110,14 @@ struct MigrationBytesTests {
         let mib: UInt64 = 1 << 20
         // libvirt's total holds memory only: the disk bytes seen are added.
         #expect(MigrationPlan.bytes(stats(data: 92 * mib, memory: 92 * mib, disk: 0), diskSeen: 1024 * mib) == 1116 * mib)
-        // Its total holds the disk too (disk_processed 0 all the same): not added again.
+        // Its total holds the disk once, or twice (seen: 2.09 GiB for 1.09 GiB on the wire).
         #expect(MigrationPlan.bytes(stats(data: 1116 * mib, memory: 92 * mib, disk: 0), diskSeen: 1024 * mib) == 1116 * mib)
-        // It says so itself.
         #expect(
-            MigrationPlan.bytes(stats(data: 1116 * mib, memory: 92 * mib, disk: 1024 * mib), diskSeen: 1024 * mib) == 1116 * mib)
-        // No disk moved, no stats.
+            MigrationPlan.bytes(stats(data: 2140 * mib, memory: 92 * mib, disk: 1024 * mib), diskSeen: 1024 * mib) == 1116 * mib)
+        // No disk moved; no memory figure; no stats.
         #expect(MigrationPlan.bytes(stats(data: 92 * mib, memory: 92 * mib, disk: nil), diskSeen: nil) == 92 * mib)
+        #expect(MigrationPlan.bytes(stats(data: 300 * mib, memory: nil, disk: nil), diskSeen: 200 * mib) == 300 * mib)
         #expect(MigrationPlan.bytes(nil, diskSeen: 5) == 5)
     }
+
 }
