@@ -92,9 +92,11 @@ public struct MigrationResult: Sendable, Codable, Equatable {
     public var seconds: Double
     /// The guest's measured downtime at the switch-over, when libvirt reports it.
     public var downtimeMilliseconds: UInt64?
-    /// Bytes moved (memory and disks).
+    /// Bytes moved: memory, plus the disks' bytes as QEMU's disk mirror counts them (every
+    /// byte of the virtual disk it went through, so a sparse disk counts its holes, which are
+    /// not sent: a 2 GiB disk with 1 GiB of data counts 2 GiB and puts ~1 GiB on the wire).
     public var bytesTransferred: UInt64?
-    /// Of which disk data.
+    /// Of which disk bytes, counted the same way.
     public var diskBytesTransferred: UInt64?
     /// The VM's state on the destination.
     public var state: VMState

@@ -843,11 +843,10 @@ struct MigrationPlan: Sendable {
         return max(libvirt ?? 0, paused)
     }
 
-    /// Bytes moved: memory plus disks, each once. libvirt's completed stats are not consistent
-    /// about the NBD disk copy (a total of 2.09 GiB was seen for 1.09 GiB on the wire, and
-    /// 92 MiB for the same copy before): the memory libvirt reports plus the disk bytes seen
-    /// (the larger of the final figure and the largest seen while it ran); the total only
-    /// when there is no memory figure.
+    /// Bytes moved: memory plus disks, each once. libvirt's completed stats may leave the NBD
+    /// disk copy out of their total (92 MiB was reported for a copied-storage migration): the
+    /// memory libvirt reports plus the disk bytes (the larger of the final figure and the
+    /// largest seen while it ran); the total only when there is no memory figure.
     static func bytes(_ stats: Domain.JobStats?, diskSeen: UInt64?) -> UInt64? {
         let disk = max(stats?.diskProcessed ?? 0, diskSeen ?? 0)
         if let memory = stats?.memoryProcessed { return memory + disk }
