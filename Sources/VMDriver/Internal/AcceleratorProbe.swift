@@ -23,7 +23,7 @@ actor AcceleratorProbe {
             .joined(separator: "|")
         if !refresh {
             if let cached = cache[key] { return cached }
-            if !host.isRemote, let stored = DiskCache.load(key: key) {
+            if !host.isRemote, let stored = Self.diskCache.value(for: key) {
                 cache[key] = stored
                 return stored
             }
@@ -33,7 +33,7 @@ actor AcceleratorProbe {
             results.append(await probe(name: name, type: type, host: host, offered: offered.contains(type)))
         }
         cache[key] = results
-        if !host.isRemote { DiskCache.store(results, key: key) }
+        if !host.isRemote { Self.diskCache.store(results, for: key) }
         return results
     }
 
@@ -49,40 +49,9 @@ actor AcceleratorProbe {
         return "\(release)|\(kvmState)|\(String(hash, radix: 16))"
     }
 
-    /// Probe results on disk: /var/cache/vmdriver when writable, else ~/.cache/vmdriver.
-    private enum DiskCache {
-        struct Entry: Codable {
-            var key: String
-            var written: Date
-            var accelerators: [Capabilities.Accelerator]
-        }
-
-        static var file: URL {
-            let system = URL(fileURLWithPath: "/var/cache/vmdriver")
-            if FileManager.default.isWritableFile(atPath: system.path)
-                || (try? FileManager.default.createDirectory(at: system, withIntermediateDirectories: true)) != nil
-            {
-                return system.appendingPathComponent("accelerators.json")
-            }
-            return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/vmdriver/accelerators.json")
-        }
-
-        static func load(key: String) -> [Capabilities.Accelerator]? {
-            guard let data = try? Data(contentsOf: file),
-                let entries = try? JSONDecoder().decode([Entry].self, from: data),
-                let entry = entries.first(where: { $0.key == key }),
-                Date().timeIntervalSince(entry.written) < 24 * 3600
-            else { return nil }
-            return entry.accelerators
-        }
-
-        static func store(_ accelerators: [Capabilities.Accelerator], key: String) {
-            let old = (try? Data(contentsOf: file)).flatMap { try? JSONDecoder().decode([Entry].self, from: $0) } ?? []
-            let entries = old.filter { $0.key != key }.suffix(15) + [Entry(key: key, written: Date(), accelerators: accelerators)]
-            try? FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
-            if let data = try? JSONEncoder().encode(Array(entries)) { try? data.write(to: file, options: .atomic) }
-        }
-    }
+    /// Probe results on disk, a day each.
+    private static let diskCache = CacheFile<[Capabilities.Accelerator]>(
+        name: "accelerators.json", keep: 16, maximumAge: 24 * 3600)
 
     private func probe(name: String, type: String, host: Host, offered: Bool) async -> Capabilities.Accelerator {
         var result = Capabilities.Accelerator(

@@ -10,12 +10,9 @@ import Libvirt
 /// owner of a base (and stores the old one in extended attributes, which can take a block)
 /// every time a QEMU opens or closes it, so those move with every migration while the bytes
 /// stay. Only equality is remembered. Kept in /var/cache/vmdriver when writable, else
-/// ~/.cache/vmdriver.
+/// ~/.cache/vmdriver (`CacheFile`).
 enum IdenticalImages {
-    struct Entry: Codable {
-        var key: String
-        var written: Date
-    }
+    private static let cache = CacheFile<Bool>(name: "identical-images.json", keep: 256, maximumAge: 30 * 24 * 3600)
 
     /// What identifies one image's content for this purpose, or nil when libvirt does not
     /// report its modification time to the nanosecond (then nothing is remembered).
@@ -30,32 +27,7 @@ enum IdenticalImages {
 
     static func key(_ a: String, _ b: String) -> String { a < b ? "\(a)\n\(b)" : "\(b)\n\(a)" }
 
-    static func known(_ a: String, _ b: String) -> Bool {
-        let key = key(a, b)
-        return load().contains { $0.key == key && Date().timeIntervalSince($0.written) < 30 * 24 * 3600 }
-    }
+    static func known(_ a: String, _ b: String) -> Bool { cache.value(for: key(a, b)) == true }
 
-    static func remember(_ a: String, _ b: String) {
-        let key = key(a, b)
-        let entries = load().filter { $0.key != key }.suffix(255) + [Entry(key: key, written: Date())]
-        try? FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
-        if let data = try? JSONEncoder().encode(Array(entries)) { try? data.write(to: file, options: .atomic) }
-    }
-
-    private static func load() -> [Entry] {
-        (try? Data(contentsOf: file)).flatMap { try? JSONDecoder().decode([Entry].self, from: $0) } ?? []
-    }
-
-    static var file: URL {
-        if let override = ProcessInfo.processInfo.environment["VMDRIVER_CACHE_DIR"] {
-            return URL(fileURLWithPath: override).appendingPathComponent("identical-images.json")
-        }
-        let system = URL(fileURLWithPath: "/var/cache/vmdriver")
-        if FileManager.default.isWritableFile(atPath: system.path)
-            || (try? FileManager.default.createDirectory(at: system, withIntermediateDirectories: true)) != nil
-        {
-            return system.appendingPathComponent("identical-images.json")
-        }
-        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/vmdriver/identical-images.json")
-    }
+    static func remember(_ a: String, _ b: String) { cache.store(true, for: key(a, b)) }
 }
