@@ -44,14 +44,15 @@ enum MigrationStorage {
         let (ours, volume) = try reader(path, connection: source, isLocal: sourceIsLocal)
         // Different virtual sizes: different images, without reading them.
         if let volume, try volume.info().capacity != theirs.info().capacity { return false }
-        let fingerprints = hosts.flatMap { hosts in
-            volume.flatMap { IdenticalImages.fingerprint(of: $0, host: hosts.source) }.flatMap { ours in
-                IdenticalImages.fingerprint(of: theirs, host: hosts.target).map { (ours, $0) }
-            }
+        var prints: (source: String, target: String)?
+        if let hosts, let volume, let sourcePrint = IdenticalImages.fingerprint(of: volume, host: hosts.source),
+            let targetPrint = IdenticalImages.fingerprint(of: theirs, host: hosts.target)
+        {
+            if IdenticalImages.known(sourcePrint, targetPrint) { return true }
+            prints = (sourcePrint, targetPrint)
         }
-        if let fingerprints, IdenticalImages.known(fingerprints.0, fingerprints.1) { return true }
         let same = try equal(ours, try VolumeReader(theirs))
-        if same, let fingerprints { IdenticalImages.remember(fingerprints.0, fingerprints.1) }
+        if same, let prints { IdenticalImages.remember(prints.source, prints.target) }
         return same
     }
 
