@@ -88,13 +88,13 @@ struct QCow2HeaderTests {
         _ = try qemuImg("create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", "\(folder)/base.qcow2", "2G")
         _ = try qemuImg("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "\(folder)/base.qcow2", "\(folder)/top.qcow2")
         let top = "\(folder)/top.qcow2"
-        #expect(QCow2Header.read(path: top)?.mapsNothing(path: top) == true)
+        #expect(QCow2Header.mapsNothing(path: top) == true)
         #expect(LocalImages.overlayIsEmpty(top))
         // The base maps every cluster (preallocated metadata): not empty.
-        #expect(QCow2Header.read(path: "\(folder)/base.qcow2")?.mapsNothing(path: "\(folder)/base.qcow2") == false)
+        #expect(QCow2Header.mapsNothing(path: "\(folder)/base.qcow2") == false)
         // One 512-byte write far into the disk, and a zeroed range: both are data of its own.
         try qemuIO("-f", "qcow2", "-c", "write -P 0x5a 1536M 512", top)
-        #expect(QCow2Header.read(path: top)?.mapsNothing(path: top) == false)
+        #expect(QCow2Header.mapsNothing(path: top) == false)
         #expect(!LocalImages.overlayIsEmpty(top))
         _ = try qemuImg("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "\(folder)/base.qcow2", "\(folder)/zeroed.qcow2")
         try qemuIO("-f", "qcow2", "-c", "write -z 0 64k", "\(folder)/zeroed.qcow2")

@@ -115,7 +115,7 @@ enum LocalImages {
     /// Whether a qcow2 overlay holds no data of its own (nobody wrote to it yet): from its L1
     /// table where the header reader understands the image, else from `qemu-img map`.
     static func overlayIsEmpty(_ path: String) -> Bool {
-        if let empty = QCow2Header.read(path: path)?.mapsNothing(path: path) { return empty }
+        if let empty = QCow2Header.mapsNothing(path: path) { return empty }
         guard let tool = try? qemuImg(),
             let output = try? Subprocess.run(tool, ["map", "-U", "--output=json", "--", path]), output.status == 0,
             let extents = try? JSONSerialization.jsonObject(with: output.stdout) as? [[String: Any]]

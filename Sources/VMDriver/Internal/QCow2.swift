@@ -30,6 +30,10 @@ struct QCow2Header: Equatable {
     static func read(path: String) -> QCow2Header? {
         guard let file = FileHandle(forReadingAtPath: path) else { return nil }
         defer { try? file.close() }
+        return read(file)
+    }
+
+    private static func read(_ file: FileHandle) -> QCow2Header? {
         guard let head = try? file.read(upToCount: 4096), head.count >= 72 else { return nil }
         return parse(head)
     }
@@ -97,17 +101,19 @@ struct QCow2Header: Equatable {
         return (image as NSString).deletingLastPathComponent + "/" + backingFile
     }
 
-    /// Whether the image at `path` (whose header this is) maps no cluster of its own: every L1
-    /// entry is empty, so every read falls through to the backing file. An image somebody wrote
-    /// to, or zeroed or discarded data in, has L2 tables and answers false. Nil if the table
-    /// cannot be read.
-    func mapsNothing(path: String) -> Bool? {
-        guard l1Size <= 1 << 22, let file = FileHandle(forReadingAtPath: path) else { return nil }
+    /// Whether the qcow2 image at `path` maps no cluster of its own: every L1 entry is empty,
+    /// so every read falls through to the backing file. An image somebody wrote to, or zeroed
+    /// or discarded data in, has L2 tables and answers false. Nil if it is not an image this
+    /// reader understands or its table cannot be read. Header and table come from one open.
+    static func mapsNothing(path: String) -> Bool? {
+        guard let file = FileHandle(forReadingAtPath: path) else { return nil }
         defer { try? file.close() }
-        if l1Size == 0 { return true }
+        guard let header = read(file), header.l1Size <= 1 << 22 else { return nil }
+        if header.l1Size == 0 { return true }
+        let length = Int(header.l1Size) * 8
         do {
-            try file.seek(toOffset: l1TableOffset)
-            guard let table = try file.read(upToCount: Int(l1Size) * 8), table.count == Int(l1Size) * 8 else { return nil }
+            try file.seek(toOffset: header.l1TableOffset)
+            guard let table = try file.read(upToCount: length), table.count == length else { return nil }
             // Bits 9–55 hold an L2 table's offset; 0 means the range was never written.
             let offsetMask: UInt64 = 0x00ff_ffff_ffff_fe00
             return table.withUnsafeBytes { raw in
