@@ -122,6 +122,8 @@ extension Subprocess {
                 }
             }
         }
+        // A failed poll leaves pipes open: closed here, whatever ended the loop.
+        for pipe in fds where pipe.fd >= 0 { close(pipe.fd) }
         var waitStatus: Int32 = 0
         while waitpid(child, &waitStatus, 0) < 0 && errno == EINTR {}
         handle.detach()
