@@ -99,25 +99,39 @@ struct CloneFaultTests {
         }
     }
 
-    @Test func theCopyProcessKilled() async throws {
-        let sandbox = try Sandbox("cf-kill")
+    /// Rounds of a full clone of a shut-off source with a 512 MiB data disk: `strike` is called
+    /// once that disk's bytes move (with the job and the bytes so far), `check` gets the round,
+    /// the job and its error; then nothing of the clone may be left.
+    func struckMidCopy(
+        _ name: String, strike: (Job<VirtualMachine>, UInt64, URL) throws -> Void,
+        check: (Int, Job<VirtualMachine>, VMDriverError?, URL) throws -> Void
+    ) async throws {
+        let sandbox = try Sandbox(name)
         defer { sandbox.cleanUp() }
         let (source, big) = try await source(sandbox, mib: 512)
         let before = try await before(sandbox, source, big)
         for round in 1...Self.rounds {
             let clone = "\(sandbox.name)-c\(round)"
             let job = try await source.clone(name: clone, type: .full)
-            var killed: [Int32] = []
             for await progress in job.progress where (progress.bytesProcessed ?? 0) > 0 && progress.phase.contains("big.raw") {
-                killed = copyProcesses(reading: big.path)
-                for pid in killed { try Faults.kill(pid) }
+                try strike(job, progress.bytesProcessed ?? 0, big)
                 break
             }
+            try check(round, job, await error(of: job), big)
+            try await nothingLeft(sandbox, source, big, before, clone: clone, "round \(round)")
+        }
+    }
+
+    @Test func theCopyProcessKilled() async throws {
+        var killed: [Int32] = []
+        try await struckMidCopy("cf-kill") { _, _, big in
+            killed = copyProcesses(reading: big.path)
+            for pid in killed { try Faults.kill(pid) }
+        } check: { round, _, error, big in
             try #require(killed.count == 1, "round \(round): one copy process of \(big.path)")
-            let error = await error(of: job)
+            killed = []
             #expect(error?.code == .failed, "round \(round): \(String(describing: error))")
             #expect(error?.message.contains("everything it made was removed") == true, "\(error?.message ?? "")")
-            try await nothingLeft(sandbox, source, big, before, clone: clone, "round \(round)")
         }
     }
 
@@ -132,26 +146,17 @@ struct CloneFaultTests {
     }
 
     @Test func cancelMidCopy() async throws {
-        let sandbox = try Sandbox("cf-cancel")
-        defer { sandbox.cleanUp() }
-        let (source, big) = try await source(sandbox, mib: 512)
-        let before = try await before(sandbox, source, big)
-        for round in 1...Self.rounds {
-            let clone = "\(sandbox.name)-c\(round)"
-            let job = try await source.clone(name: clone, type: .full)
-            var cancelledAt: UInt64 = 0
-            for await progress in job.progress where (progress.bytesProcessed ?? 0) > 0 && progress.phase.contains("big.raw") {
-                cancelledAt = progress.bytesProcessed ?? 0
-                job.cancel()
-                break
-            }
+        var cancelledAt: UInt64 = 0
+        try await struckMidCopy("cf-cancel") { job, bytes, _ in
+            cancelledAt = bytes
+            job.cancel()
+        } check: { round, job, error, big in
             #expect(cancelledAt > 0, "round \(round): cancelled mid-copy")
-            let error = await error(of: job)
+            cancelledAt = 0
             #expect(job.state == .cancelled, "round \(round)")
             #expect(error?.code == .failed)
             #expect(error?.message.contains("was cancelled") == true, "\(error?.message ?? "")")
             #expect(copyProcesses(reading: big.path) == [], "round \(round): the copy process is gone")
-            try await nothingLeft(sandbox, source, big, before, clone: clone, "round \(round)")
         }
     }
 
