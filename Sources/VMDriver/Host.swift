@@ -42,7 +42,7 @@ public final class Host: Sendable {
         let parsed = try HostURI(uri)
         let opened: (Connection, String, String)
         do {
-            opened = try await BlockingPool.shared.run { () throws -> (Connection, String, String) in
+            opened = try await BlockingPool.control.run { () throws -> (Connection, String, String) in
                 let connection = try Connection(uri: uri, readOnly: readOnly)
                 if parsed.isRemote { try connection.setKeepAlive(interval: 5, count: 3) }
                 let name = (try? connection.hostname()) ?? parsed.hostName ?? "localhost"
@@ -74,13 +74,16 @@ public final class Host: Sendable {
 
     /// Runs a blocking libvirt call on the dedicated pool, turning its failure into a
     /// `VMDriverError` whose message starts with `context`.
-    /// - Parameter evenIfCancelled: run it even when the calling task was cancelled (clean-up).
+    /// - Parameters:
+    ///   - evenIfCancelled: run it even when the calling task was cancelled (clean-up).
+    ///   - lane: `.long` for a call that may block for minutes (a migration, a copy, a block
+    ///     job), so the quick calls that watch and control it never wait behind it.
     func blocking<T: Sendable>(
-        _ context: @autoclosure () -> String, evenIfCancelled: Bool = false,
+        _ context: @autoclosure () -> String, evenIfCancelled: Bool = false, lane: BlockingPool.Lane = .control,
         _ body: @escaping @Sendable (Connection) throws -> T
     ) async throws(VMDriverError) -> T {
         do {
-            return try await BlockingPool.shared.run(honoringCancellation: !evenIfCancelled) { [connection] in
+            return try await lane.pool.run(honoringCancellation: !evenIfCancelled) { [connection] in
                 try body(connection)
             }
         } catch let error as VMDriverError {

@@ -69,25 +69,30 @@ public final class Job<Value: Sendable>: Sendable {
         var state: JobState = .running
         var outcome: Result<Value, VMDriverError>?
         var latest: JobProgress?
-        var waiters: [UUID: CheckedContinuation<Value, any Error>] = [:]
+        /// Waiters for the outcome; resumed with nil when their task is cancelled.
+        var waiters: [UUID: CheckedContinuation<Result<Value, VMDriverError>?, Never>] = [:]
+        /// Waiters whose task was cancelled before they got to register.
+        var abandoned: Set<UUID> = []
         var observers: [UUID: AsyncStream<JobProgress>.Continuation] = [:]
         var cancelRequested = false
     }
 
     private let storage = Mutex(Storage())
     private let describe: @Sendable () async -> String
-    private let onCancel: @Sendable () -> Void
+    private let onCancel: @Sendable () async -> Void
+    /// The operation. The job owns it: cancelling the job cancels it.
     private let task = Mutex<Task<Void, Never>?>(nil)
 
     /// Starts `operation` at once.
     /// - Parameters:
     ///   - describe: says where the subject is now (for a timeout message), e.g. "the VM is running".
-    ///   - onCancel: interrupts the underlying work (abort a libvirt job); the operation also sees
-    ///     Swift task cancellation.
+    ///   - onCancel: interrupts the underlying work (abort a libvirt job, stop a child process).
+    ///     It runs in a task of its own, never on the thread that calls `cancel()`; the
+    ///     operation also sees Swift task cancellation.
     init(
         kind: JobKind, subject: String,
         describe: @escaping @Sendable () async -> String = { "" },
-        onCancel: @escaping @Sendable () -> Void = {},
+        onCancel: @escaping @Sendable () async -> Void = {},
         operation: @escaping @Sendable (JobContext) async throws(VMDriverError) -> Value
     ) {
         self.id = UUID()
@@ -154,55 +159,97 @@ public final class Job<Value: Sendable>: Sendable {
             return storage.outcome == nil && !storage.cancelRequested
         }
         guard first else { return }
-        onCancel()
         task.withLock { $0?.cancel() }
+        Task { [onCancel] in await onCancel() }
     }
 
     /// Waits for the job's result.
     /// - Parameter timeout: how long to wait; nil waits as long as the job runs. Reaching it does
     ///   not stop the job (call `cancel()` for that).
     /// - Throws: the job's `VMDriverError`; code 3 when `timeout` passes first, with a message
-    ///   that says where the VM is now.
+    ///   that says where the VM is now; code 2 when the waiting task is cancelled (the job goes on).
     public func wait(timeout: Duration? = nil) async throws(VMDriverError) -> Value {
-        let key = UUID()
-        let timer = timeout.map { timeout in
-            Task { [weak self] in
-                try? await Task.sleep(for: timeout)
-                guard !Task.isCancelled else { return }
-                self?.resumeWaiter(key, throwing: WaitTimedOut())
-            }
-        }
-        defer { timer?.cancel() }
-        do {
-            return try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value, any Error>) in
-                    let outcome: Result<Value, VMDriverError>? = storage.withLock { storage in
-                        if storage.outcome == nil { storage.waiters[key] = continuation }
-                        return storage.outcome
+        if let outcome = storage.withLock({ $0.outcome }) { return try outcome.get() }
+        // The outcome raced against the deadline; the caller's cancellation reaches both.
+        let race = await withTaskGroup(of: WaitOutcome.self) { group in
+            group.addTask { await self.outcome() }
+            if let timeout {
+                group.addTask {
+                    do {
+                        try await Task.sleep(for: timeout)
+                        return .timedOut
+                    } catch {
+                        return .cancelled
                     }
-                    if let outcome { continuation.resume(with: outcome.mapError { $0 as any Error }) }
                 }
-            } onCancel: {
-                resumeWaiter(key, throwing: CancellationError())
             }
-        } catch let error as VMDriverError {
-            throw error
-        } catch is WaitTimedOut {
+            let first = await group.next() ?? .cancelled
+            group.cancelAll()
+            return first
+        }
+        switch race {
+        case .finished(let outcome):
+            return try outcome.get()
+        case .timedOut:
             let now = await describe()
             throw VMDriverError(
                 .timeout,
                 "\(kind.rawValue) of \(subject) did not finish within \(Self.format(timeout ?? .zero))"
                     + (now.isEmpty ? "" : "; \(now)"))
-        } catch {
-            throw VMDriverError(.failed, "waiting for \(kind.rawValue) of \(subject) was cancelled", cause: error)
+        case .cancelled:
+            throw VMDriverError(
+                .failed, "waiting for \(kind.rawValue) of \(subject) was cancelled; the job goes on", cause: CancellationError())
         }
     }
 
-    private struct WaitTimedOut: Error {}
+    /// For a job started inside another job's operation (a cold migration's shutdown, a
+    /// clone's copy): waits for its end, rollback included, and cancels it when the waiting
+    /// task is cancelled, so cancelling the outer job reaches it.
+    func nestedValue() async throws(VMDriverError) -> Value {
+        let running = task.withLock { $0 }
+        await withTaskCancellationHandler {
+            await running?.value
+        } onCancel: {
+            cancel()
+        }
+        // The task has ended, so finish() has stored the outcome.
+        guard let outcome = storage.withLock({ $0.outcome }) else {
+            throw VMDriverError(.failed, "\(kind.rawValue) of \(subject) ended without an outcome")
+        }
+        return try outcome.get()
+    }
 
-    private func resumeWaiter(_ key: UUID, throwing error: any Error) {
-        let waiter = storage.withLock { $0.waiters.removeValue(forKey: key) }
-        waiter?.resume(throwing: error)
+    private enum WaitOutcome: Sendable {
+        case finished(Result<Value, VMDriverError>)
+        case timedOut
+        case cancelled
+    }
+
+    /// The outcome once there is one, or `.cancelled` as soon as the calling task is cancelled,
+    /// whichever comes first; a cancellation that comes before the waiter is registered is not lost.
+    private func outcome() async -> WaitOutcome {
+        let key = UUID()
+        let outcome = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<Value, VMDriverError>?, Never>) in
+                let now: Result<Value, VMDriverError>?? = storage.withLock { storage in
+                    let abandoned = storage.abandoned.remove(key) != nil
+                    if let outcome = storage.outcome { return .some(outcome) }
+                    if abandoned { return .some(nil) }
+                    storage.waiters[key] = continuation
+                    return nil
+                }
+                if let now { continuation.resume(returning: now) }
+            }
+        } onCancel: {
+            let waiter = storage.withLock { storage -> CheckedContinuation<Result<Value, VMDriverError>?, Never>? in
+                if let waiter = storage.waiters.removeValue(forKey: key) { return waiter }
+                // Not registered yet: the registration sees this and returns at once.
+                if storage.outcome == nil { storage.abandoned.insert(key) }
+                return nil
+            }
+            waiter?.resume(returning: nil)
+        }
+        return outcome.map(WaitOutcome.finished) ?? .cancelled
     }
 
     private func publish(_ progress: JobProgress) {
@@ -222,11 +269,12 @@ public final class Job<Value: Sendable>: Sendable {
             }
             defer {
                 storage.waiters = [:]
+                storage.abandoned = []
                 storage.observers = [:]
             }
             return (Array(storage.waiters.values), Array(storage.observers.values))
         }
-        for waiter in waiters { waiter.resume(with: outcome.mapError { $0 as any Error }) }
+        for waiter in waiters { waiter.resume(returning: outcome) }
         for observer in observers { observer.finish() }
     }
 

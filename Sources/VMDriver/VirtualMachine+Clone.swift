@@ -327,7 +327,7 @@ struct ClonePlan: Sendable {
             for plan in plans {
                 try Task.checkCancellation(or: "clone '\(name)' of \(label)")
                 let before = done
-                try await host.blocking("cannot copy \(plan.source)") { _ in
+                try await host.blocking("cannot copy \(plan.source)", lane: .long) { _ in
                     try LocalImages.reserve(plan.target)
                     created.add(plan.target)
                     try DiskCopier.copy(plan, handle: handle) { bytes in
@@ -360,7 +360,8 @@ struct ClonePlan: Sendable {
     {
         for (target, entry) in frozen.sorted(by: { $0.key < $1.key }) {
             try await source.host.blocking(
-                "cannot merge \(entry.overlay) back into \(entry.frozen.path) for \(source.label)", evenIfCancelled: true
+                "cannot merge \(entry.overlay) back into \(entry.frozen.path) for \(source.label)", evenIfCancelled: true,
+                lane: .long
             ) {
                 [domain = source.domain] _ in
                 // SHALLOW: into the overlay's own backing image, never deeper (deeper images may be

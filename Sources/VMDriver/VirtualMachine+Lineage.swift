@@ -93,7 +93,7 @@ extension VirtualMachine {
                 context.report(
                     JobProgress(
                         phase: "copying backing data into \(disk.target)", percent: 100 * Double(index) / Double(chained.count)))
-                try await host.blocking("cannot promote disk \(disk.target) of \(label)") { _ in
+                try await host.blocking("cannot promote disk \(disk.target) of \(label)", lane: .long) { _ in
                     if try domain.isActive() {
                         try domain.blockPull(disk: disk.target)
                         while try domain.blockJobInfo(disk: disk.target) != nil { Thread.sleep(forTimeInterval: 0.05) }

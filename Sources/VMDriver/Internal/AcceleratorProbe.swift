@@ -66,7 +66,7 @@ actor AcceleratorProbe {
         }
         let outcome: ProbeOutcome
         do {
-            outcome = try await host.blocking("probing \(name) on \(host.label)") { connection in
+            outcome = try await host.blocking("probing \(name) on \(host.label)", lane: .long) { connection in
                 try Self.boot(type: type, connection: connection)
             }
         } catch {

@@ -1,13 +1,32 @@
 import Foundation
 import Synchronization
 
-/// A small pool of dedicated threads for libvirt's blocking calls, which may block for minutes
-/// (a migration) and so must never run on Swift's cooperative pool. Threads are started on
-/// demand up to `maximumThreads` and then reused; work queued beyond that waits its turn.
+/// Dedicated threads for libvirt's blocking calls, which may block for minutes (a migration)
+/// and so must never run on Swift's cooperative pool. Two lanes, so a call that controls a
+/// long one (job stats, abort, a state check) never queues behind it:
+/// - `control`: quick calls; threads start on demand up to a bound and are reused.
+/// - `long`: calls that may block for minutes (a migration, a disk copy, a block job); every
+///   call gets a thread at once (an idle one, or a new one), so none waits for another to end.
+///
 /// A task cancelled before its work starts gets `CancellationError` and the work never runs.
 final class BlockingPool: @unchecked Sendable {
     // All mutable state is guarded by `condition`'s lock.
-    static let shared = BlockingPool(maximumThreads: 16)
+
+    /// Which pool a call belongs in.
+    enum Lane: Sendable {
+        case control
+        case long
+
+        var pool: BlockingPool {
+            switch self {
+            case .control: BlockingPool.control
+            case .long: BlockingPool.long
+            }
+        }
+    }
+
+    static let control = BlockingPool(name: "vmdriver-control", maximumThreads: 16)
+    static let long = BlockingPool(name: "vmdriver-long", maximumThreads: nil)
 
     private final class Item: Sendable {
         let cancelled = Atomic(false)
@@ -18,10 +37,24 @@ final class BlockingPool: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [Item] = []
     private var threads = 0
+    /// Threads waiting for work. An item queued while every idle thread already has an item
+    /// waiting for it gets a new thread (where the bound allows).
     private var idle = 0
-    private let maximumThreads: Int
+    private let maximumThreads: Int?
+    private let name: String
 
-    init(maximumThreads: Int) { self.maximumThreads = maximumThreads }
+    /// - Parameter maximumThreads: nil for no bound (a thread for every call that finds none idle).
+    init(name: String, maximumThreads: Int?) {
+        self.name = name
+        self.maximumThreads = maximumThreads
+    }
+
+    /// Threads started so far (for tests).
+    var threadCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return threads
+    }
 
     /// Runs `body` on a pool thread and returns its result.
     /// - Parameter honoringCancellation: false for clean-up work (a rollback, merging a frozen
@@ -54,13 +87,15 @@ final class BlockingPool: @unchecked Sendable {
     private func enqueue(_ item: Item) {
         condition.lock()
         queue.append(item)
-        let spawn = idle == 0 && threads < maximumThreads
+        // Counted before any worker wakes: two items queued at once with one idle thread get
+        // a second thread, rather than the second waiting for the first to finish.
+        let spawn = queue.count > idle && (maximumThreads.map { threads < $0 } ?? true)
         if spawn { threads += 1 }
         condition.signal()
         condition.unlock()
         if spawn {
             let thread = Thread { [self] in worker() }
-            thread.name = "vmdriver-blocking"
+            thread.name = name
             thread.start()
         }
     }

@@ -268,7 +268,7 @@ final class TargetPreparation: Sendable {
     /// from the source to the target through the two hosts' storage APIs, sparse.
     func copyImage(_ move: DiskMove, from source: Host) async throws(VMDriverError) {
         let target = self.target
-        try await source.blocking("cannot copy \(move.disk.path) to \(target.label)") { connection in
+        try await source.blocking("cannot copy \(move.disk.path) to \(target.label)", lane: .long) { connection in
             let targetFolder = folder(move.targetPath)
             guard let pool = try StoragePools.covering(targetFolder, connection: target.connection) else {
                 throw VMDriverError(.incompatibleParameters, "\(target.label) has no storage pool covering \(targetFolder)")

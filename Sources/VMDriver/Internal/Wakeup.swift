@@ -2,11 +2,14 @@ import Synchronization
 
 /// Lets a polling loop sleep until either an event arrives (`fire()`, from libvirt's event
 /// thread) or a period passes, whichever is first. Events that arrive while nobody waits are
-/// remembered, so none is lost between two waits.
+/// remembered, so none is lost between two waits; a period that ends before the waiter has
+/// registered is remembered too, so a wait always ends.
 final class Wakeup: Sendable {
     private struct State {
         var pending = false
-        var waiter: CheckedContinuation<Void, Never>?
+        var waiter: (generation: Int, continuation: CheckedContinuation<Void, Never>)?
+        /// The wait whose period ended before it registered its continuation.
+        var expired: Int?
         var generation = 0
     }
     private let state = Mutex(State())
@@ -18,7 +21,7 @@ final class Wakeup: Sendable {
                 return nil
             }
             state.waiter = nil
-            return waiter
+            return waiter.continuation
         }
         waiter?.resume()
     }
@@ -36,24 +39,37 @@ final class Wakeup: Sendable {
         guard let generation else { return }
         let timer = Task { [self] in
             try? await Task.sleep(for: period)
-            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-                guard state.generation == generation, let waiter = state.waiter else { return nil }
-                state.waiter = nil
-                return waiter
-            }
-            waiter?.resume()
+            if !Task.isCancelled { expire(generation) }
         }
         await withCheckedContinuation { continuation in
             let resumeNow = state.withLock { state -> Bool in
-                if state.pending || state.generation != generation {
+                if state.expired == generation {
+                    state.expired = nil
+                    return true
+                }
+                if state.pending {
                     state.pending = false
                     return true
                 }
-                state.waiter = continuation
+                state.waiter = (generation, continuation)
                 return false
             }
             if resumeNow { continuation.resume() }
         }
         timer.cancel()
+    }
+
+    /// The period of wait `generation` is over: wake it, or, if it has not registered yet, leave a
+    /// note it finds when it does.
+    private func expire(_ generation: Int) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let waiter = state.waiter, waiter.generation == generation else {
+                if state.generation == generation { state.expired = generation }
+                return nil
+            }
+            state.waiter = nil
+            return waiter.continuation
+        }
+        waiter?.resume()
     }
 }
