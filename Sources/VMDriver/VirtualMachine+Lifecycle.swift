@@ -81,7 +81,11 @@ extension VirtualMachine {
                 let left = deadline - ContinuousClock.now
                 if left <= .zero { break }
                 if Task.isCancelled {
-                    throw VMDriverError(.failed, "shutdown of \(label) was cancelled; the VM is \(state)")
+                    // The power button cannot be taken back: nothing is rolled back.
+                    throw VMDriverError(
+                        .failed,
+                        "shutdown of \(label) was cancelled: the guest was already sent the ACPI power button, "
+                            + "which cannot be taken back, and may still power off; the VM is \(state)")
                 }
                 context.report(
                     JobProgress(

@@ -41,11 +41,13 @@ extension VirtualMachine {
             try? await plan.destinationHost.close()
             throw error
         }
-        let domain = self.domain
+        let (domain, host) = (self.domain, self.host)
         return Job(
             kind: .migrate, subject: "migration of \(label) to \(plan.destination)",
             describe: { await plan.whereIsTheVM() },
-            onCancel: { try? domain.abortJob() }
+            // At once, through the control lane; the monitor loop aborts too when it sees the
+            // cancellation (whichever comes first: a second abort of an ended job does nothing).
+            onCancel: { try? await host.blocking("", evenIfCancelled: true) { _ in try domain.abortJob() } }
         ) { context throws(VMDriverError) in
             try await plan.execute(context: context)
         }
@@ -700,8 +702,12 @@ struct MigrationPlan: Sendable {
 
         if type == .cold && wasActive {
             context.report(JobProgress(phase: "shutting the guest down", percent: 0))
-            let job = try await vm.shutdown(timeout: options.shutdownTimeout, force: options.force)
-            _ = try await job.wait()
+            if Task.isCancelled {
+                throw VMDriverError(.failed, "migration of \(label) to \(destination) was cancelled before the VM was shut down")
+            }
+            // Nested: cancelling the migration cancels the shutdown (which with --force would
+            // otherwise still destroy the VM at its deadline).
+            _ = try await vm.shutdown(timeout: options.shutdownTimeout, force: options.force).nestedValue()
             steps.append("shut the VM down")
         }
         if type == .cold {
@@ -886,10 +892,14 @@ struct MigrationPlan: Sendable {
         let domain = vm.domain
         let (peerURI, parameters) = (self.peerURI, self.parameters)
         let finished = MigrationDone()
+        let wakeup = Wakeup()
         let migration = Task<VMDriverError?, Never> {
-            defer { finished.mark() }
+            defer {
+                finished.mark()
+                wakeup.fire()
+            }
             do throws(VMDriverError) {
-                try await vm.host.blocking("migration of \(label) to \(destination)") { _ in
+                try await vm.host.blocking("migration of \(label) to \(destination)", lane: .long) { _ in
                     try domain.migrate(toURI: peerURI, parameters: parameters, flags: flags)
                 }
                 return nil
@@ -903,7 +913,9 @@ struct MigrationPlan: Sendable {
             downtime: options.maxDowntimeMilliseconds ?? 300)
         let deadline = started + timeout
         while !finished.isDone {
-            try? await Task.sleep(for: .milliseconds(250))
+            // Not Task.sleep: once the job is cancelled that returns at once, and the loop
+            // would spin until libvirt's call returns. The call's end wakes it early.
+            await wakeup.wait(upTo: .milliseconds(250))
             if finished.isDone { break }
             if Task.isCancelled && !attempt.cancelled {
                 attempt.cancelled = true
