@@ -20,11 +20,12 @@ extension Subprocess {
         /// The child was reaped: its pid may belong to someone else from now on.
         func detach() { pid.withLock { $0 = 0 } }
 
-        /// Sends SIGTERM to the child, now or as soon as it starts.
+        /// Sends SIGTERM to the child's process group (the child and what it started), now or
+        /// as soon as it starts. The pid is never one that was reaped: `run` detaches it first.
         func terminate() {
             stopped.store(true, ordering: .releasing)
             pid.withLock { child in
-                if child > 0 { kill(child, SIGTERM) }
+                if child > 0 { kill(-child, SIGTERM) }
             }
         }
 
@@ -70,7 +71,11 @@ extension Subprocess {
             sigfillset(&all)
             posix_spawnattr_setsigmask(&attributes, &none)
             posix_spawnattr_setsigdefault(&attributes, &all)
-            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+            // A process group of its own: a terminal's Ctrl-C reaches vmctl, not the child;
+            // vmctl cancels the job, and the job stops the child through its handle.
+            posix_spawnattr_setpgroup(&attributes, 0)
+            posix_spawnattr_setflags(
+                &attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
             let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
             defer { argv.forEach { free($0) } }
             var child: pid_t = 0
@@ -124,9 +129,13 @@ extension Subprocess {
         }
         // A failed poll leaves pipes open: closed here, whatever ended the loop.
         for pipe in fds where pipe.fd >= 0 { close(pipe.fd) }
+        // Wait for the child's end without reaping it, forget its pid, then reap: until it
+        // is reaped the pid cannot be recycled, so terminate() never signals a stranger.
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(child), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
+        handle.detach()
         var waitStatus: Int32 = 0
         while waitpid(child, &waitStatus, 0) < 0 && errno == EINTR {}
-        handle.detach()
         // A child killed by a signal reports 128 + the signal, as a shell would.
         let exited = waitStatus & 0x7f == 0
         return Output(
