@@ -41,6 +41,7 @@ struct Clone: AsyncParsableCommand {
     }
 
     func run() async throws {
+        Interrupts.shared.arm()
         try await root.connection.withHost { host async throws(VMDriverError) in
             let vm = try await host.open(source)
             let job = try await vm.clone(name: name, type: type, snapshot: snapshot, destination: dest)
@@ -70,6 +71,7 @@ struct Promote: AsyncParsableCommand {
     @OptionGroup var target: VMArgument
 
     func run() async throws {
+        Interrupts.shared.arm()
         try await root.connection.withHost { host async throws(VMDriverError) in
             let vm = try await host.open(target.vm)
             _ = try await ProgressBar.follow(try await vm.promote())

@@ -87,6 +87,7 @@ struct Shutdown: AsyncParsableCommand {
     }
 
     func run() async throws {
+        Interrupts.shared.arm()
         try await root.connection.withHost { host async throws(VMDriverError) in
             let vm = try await host.open(target.vm)
             let job = try await vm.shutdown(timeout: .milliseconds(Int64(timeout * 1000)), force: force)

@@ -72,6 +72,7 @@ struct Migrate: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if !check { Interrupts.shared.arm() }
         try await root.connection.withHost { host async throws(VMDriverError) in
             let machine = try await host.open(vm)
             if check {

@@ -59,7 +59,10 @@ extension Render {
 /// second.
 final class ProgressBar: Sendable {
     /// Waits for `job`, drawing its progress meanwhile.
+    /// Ctrl-C and SIGTERM cancel it meanwhile (after `Interrupts.shared.arm()`).
     static func follow<T: Sendable>(_ job: Job<T>) async throws(VMDriverError) -> T {
+        Interrupts.shared.register(job)
+        defer { Interrupts.shared.unregister() }
         let bar = ProgressBar()
         let watcher = Task {
             for await progress in job.progress { bar.draw(progress) }
