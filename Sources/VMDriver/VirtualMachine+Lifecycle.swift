@@ -74,7 +74,8 @@ extension VirtualMachine {
             defer { registration.cancel() }
             let deadline = ContinuousClock.now + timeout
             while true {
-                let state = try await host.blocking("waiting for \(label) to power off") { _ in
+                // Read even once cancelled: the cancellation's message says what state it left.
+                let state = try await host.blocking("waiting for \(label) to power off", evenIfCancelled: true) { _ in
                     try Self.state(of: domain)
                 }
                 if !state.isActive { return state }

@@ -1,0 +1,243 @@
+import Foundation
+import Libvirt
+import Testing
+
+@testable import VMDriver
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The built vmctl started as a terminal starts a command: in a process group of its own, with
+/// default signal handling (a non-interactive shell's background job would ignore SIGINT), so
+/// `interrupt()` is what Ctrl-C does: SIGINT to the whole group.
+final class TerminalCommand {
+    let pid: pid_t
+    private let output: URL
+    private let errors: URL
+    private(set) var status: Int32?
+
+    /// `.build/debug/vmctl` of this package, or $VMCTL.
+    static var vmctl: String {
+        if let path = ProcessInfo.processInfo.environment["VMCTL"] { return path }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/vmctl").path
+    }
+
+    init(_ arguments: [String]) throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        output = folder.appendingPathComponent("stdout")
+        errors = folder.appendingPathComponent("stderr")
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, errors.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        var all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        let argv: [UnsafeMutablePointer<CChar>?] = ([Self.vmctl] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let spawned = posix_spawn(&child, Self.vmctl, &actions, &attributes, argv, environ)
+        guard spawned == 0 else { throw ToolFailed(tool: Self.vmctl, status: spawned, stderr: "posix_spawn failed") }
+        pid = child
+    }
+
+    /// Ctrl-C at a terminal: SIGINT to the command's whole process group.
+    func interrupt(_ signal: Int32 = SIGINT) { kill(-pid, signal) }
+
+    /// The exit status once it has exited, nil while it still runs at the deadline.
+    func wait(seconds: Double) async -> Int32? {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        while status == nil && ContinuousClock.now < deadline {
+            var raw: Int32 = 0
+            if waitpid(pid, &raw, WNOHANG) == pid {
+                status = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+            } else {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        return status
+    }
+
+    var stdout: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOf: errors, encoding: .utf8)) ?? "" }
+
+    /// Kills it if it still runs (a failed test) and removes its output files.
+    func cleanUp() {
+        if status == nil {
+            kill(-pid, SIGKILL)
+            var raw: Int32 = 0
+            waitpid(pid, &raw, 0)
+        }
+        try? FileManager.default.removeItem(at: output.deletingLastPathComponent())
+    }
+}
+
+/// Ctrl-C on the long vmctl commands, sent as a terminal sends it. The job is cancelled, what
+/// VMDriver made is rolled back, vmctl exits 2 saying where the VM is.
+@Suite("Ctrl-C on vmctl", .serialized, .enabled(if: Integration.enabled, "needs scripts/test.sh"))
+struct InterruptTests {
+    /// Mid-copy (a 2 MiB/s cap keeps the disk and memory in flight): vmctl exits 2 within a few
+    /// seconds; the source runs with no libvirt job; the target holds no domain, no QEMU and no
+    /// image VMDriver made; the same migration then succeeds and the guest never rebooted.
+    @Test(.enabled(if: Testbed.enabled, "needs the testbed"))
+    func ctrlCOnMigrateAbortsTheJobAndCleansTheTarget() async throws {
+        let local = try await Host.connect(Integration.uri)
+        let domainType = try #require(try await local.capabilities().linuxDomainType)
+        try await local.close()
+        let guest = TestbedGuest("sigint", placement: .local(.hosta), domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta, cmdline: "vmdriver.dirty=32")
+        let targetImage = guest.diskFromHere(on: .hostb)
+        #expect(!FileManager.default.fileExists(atPath: targetImage))
+
+        let command = try TerminalCommand([
+            "-c", Testbed.Name.hosta.uri, "migrate", guest.name, Testbed.Name.hostb.address, "--storage", "copy",
+            "--bandwidth", "2", "--policy", "plain",
+        ])
+        defer { command.cleanUp() }
+        // In flight: the source has a migration job that has moved data, the target an
+        // incoming domain and the image VMDriver made for the disk.
+        let source = try Testbed.connection(.hosta)
+        defer { try? source.close() }
+        let domain = try source.lookupDomain(name: guest.name)
+        let moving = await Integration.waitFor(60) {
+            guard let stats = try? domain.jobStats(), stats.type != .none else { return false }
+            return (stats.dataProcessed ?? 0) > 1 << 20
+        }
+        try #require(moving, "the migration never got going: \(command.stderr)")
+        #expect(try guest.state(on: .hostb) != nil, "an incoming domain on hostb while it moves")
+        #expect(FileManager.default.fileExists(atPath: targetImage), "the image VMDriver made on hostb")
+        let beats = guest.log.heartbeats().count
+
+        command.interrupt()
+        let status = await command.wait(seconds: 15)
+        #expect(status == 2, "vmctl exits 2 after Ctrl-C: \(command.stderr)")
+        #expect(command.stderr.contains("cancel"), "\(command.stderr)")
+        #expect(command.stderr.contains("running on host 'hosta'"), "says where the VM is: \(command.stderr)")
+
+        // The source: running, no libvirt job left.
+        #expect(try domain.state().state == .running)
+        #expect(try domain.jobStats().type == Domain.JobType.none, "no migration job left on hosta")
+        // The target: no domain, no QEMU of the guest, no image.
+        #expect(try guest.state(on: .hostb) == nil, "no domain left on hostb")
+        #expect(await Integration.waitFor(10) { Testbed.qemuProcesses(named: guest.name) == 1 }, "only hosta's QEMU")
+        #expect(!FileManager.default.fileExists(atPath: targetImage), "the image VMDriver made on hostb is gone")
+        #expect(await guest.keepsBeating(after: beats), "the guest runs on, unrebooted, on hosta")
+
+        // The same migration then succeeds.
+        let again = try VMCtlRun.run(["-c", Testbed.Name.hosta.uri, "migrate", guest.name, Testbed.Name.hostb.address])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(try guest.hosts() == [.hostb])
+        #expect(await guest.keepsBeating(after: guest.log.heartbeats().count))
+        #expect(guest.log.lines().filter { $0.hasPrefix("VMDRIVER-INIT") }.count == 1, "the guest never rebooted")
+    }
+
+    /// Ctrl-C while a full clone's data disk is being copied: exit 2, nothing of the clone left
+    /// (no file, no definition), no copy process left, the source untouched.
+    @Test func ctrlCOnAFullCloneRemovesWhatItMade() async throws {
+        let sandbox = try Sandbox("sigint-clone")
+        defer { sandbox.cleanUp() }
+        let big = sandbox.directory.appendingPathComponent("big.raw")
+        try run("dd", ["if=/dev/urandom", "of=\(big.path)", "bs=1M", "count=768", "status=none"])
+        let path = try sandbox.writeBootSectorXML(domainType: "qemu")
+        let xml = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(
+            of: "<controller type='usb'",
+            with:
+                "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='\(big.path)'/><target dev='hdb' bus='ide'/></disk><controller type='usb'"
+        )
+        try xml.write(toFile: path, atomically: true, encoding: .utf8)
+        let host = try await Host.connect(Integration.uri)
+        defer { Task { try? await host.close() } }
+        let source = try await host.open(path)
+        let files = try FileManager.default.contentsOfDirectory(atPath: sandbox.directory.path).sorted()
+        let sum = try run("sha256sum", [big.path])
+        let clone = "\(sandbox.name)-c"
+
+        let command = try TerminalCommand(["-c", Integration.uri, "clone", source.name, clone, "--full"])
+        defer { command.cleanUp() }
+        let copying = await Integration.waitFor(60) { !Self.copyProcesses(reading: big.path).isEmpty }
+        try #require(copying, "the data disk's copy never started: \(command.stderr)")
+        command.interrupt()
+        let status = await command.wait(seconds: 15)
+        #expect(status == 2, "vmctl exits 2 after Ctrl-C: \(command.stderr)")
+        #expect(command.stderr.contains("cancel"), "\(command.stderr)")
+        #expect(Self.copyProcesses(reading: big.path).isEmpty, "the copy process is gone")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.directory.path).sorted() == files)
+        await #expect(throws: VMDriverError.self, "no definition of the clone") { try await host.open(clone) }
+        #expect(try run("sha256sum", [big.path]) == sum)
+    }
+
+    /// Ctrl-C (SIGINT to the group) or `kill PID` from another shell (SIGTERM to vmctl alone)
+    /// while vmctl waits for a guest that ignores the power button (the boot-sector guest has
+    /// no ACPI): exit 2; nothing is rolled back, which vmctl says, with the state.
+    @Test(arguments: [SIGINT, SIGTERM])
+    func ctrlCOnShutdownSaysThePowerButtonWasPressedAndTheState(signal: Int32) async throws {
+        let sandbox = try Sandbox("sigint-shutdown")
+        defer { sandbox.cleanUp() }
+        let host = try await Host.connect(Integration.uri)
+        defer { Task { try? await host.close() } }
+        let vm = try await host.open(try sandbox.writeBootSectorXML(domainType: "qemu"))
+        try await vm.start()
+        let command = try TerminalCommand(["-c", Integration.uri, "shutdown", vm.name, "--timeout", "120"])
+        defer { command.cleanUp() }
+        try await Task.sleep(for: .seconds(2))
+        let early = await command.wait(seconds: 0)
+        #expect(early == nil, "still waiting for the guest: \(command.stderr)")
+        if signal == SIGINT { command.interrupt() } else { kill(command.pid, SIGTERM) }
+        let status = await command.wait(seconds: 10)
+        #expect(status == 2, "\(command.stderr)")
+        #expect(command.stderr.contains("power button"), "\(command.stderr)")
+        #expect(command.stderr.contains("the VM is running"), "\(command.stderr)")
+        #expect(try await vm.state() == .running)
+    }
+
+    /// The `cp` or `qemu-img` whose command line names `path`.
+    static func copyProcesses(reading path: String) -> [Int32] {
+        let pids = ((try? run("pgrep", ["-f", "--", path])) ?? "").split(whereSeparator: \.isNewline).compactMap { Int32($0) }
+        return pids.filter { pid in
+            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(
+                in: .whitespacesAndNewlines)
+            return comm == "cp" || comm == "qemu-img"
+        }
+    }
+}
+
+/// The built vmctl run to its end, for the steps around an interrupt.
+enum VMCtlRun {
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func run(_ arguments: [String]) throws -> Output {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TerminalCommand.vmctl)
+        process.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Output(
+            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}
