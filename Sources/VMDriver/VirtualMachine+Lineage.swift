@@ -93,11 +93,18 @@ extension VirtualMachine {
                 context.report(
                     JobProgress(
                         phase: "copying backing data into \(disk.target)", percent: 100 * Double(index) / Double(chained.count)))
-                try await host.blocking("cannot promote disk \(disk.target) of \(label)", lane: .long) { _ in
-                    if try domain.isActive() {
-                        try domain.blockPull(disk: disk.target)
-                        while try domain.blockJobInfo(disk: disk.target) != nil { Thread.sleep(forTimeInterval: 0.05) }
-                    } else {
+                // Running: a block pull, followed by its events. Off: the image is rebased.
+                let watch = try await host.blocking("cannot promote disk \(disk.target) of \(label)") {
+                    connection -> BlockJobWatch? in
+                    guard try domain.isActive() else { return nil }
+                    let watch = try BlockJobWatch(domain: domain, disk: disk.target, connection: connection)
+                    try domain.blockPull(disk: disk.target)
+                    return watch
+                }
+                if let watch {
+                    try await pull(watch, label: label)
+                } else {
+                    try await host.blocking("cannot promote disk \(disk.target) of \(label)", lane: .long) { _ in
                         try LocalImages.flattenInPlace(disk.path, format: disk.format)
                     }
                 }
@@ -109,6 +116,39 @@ extension VirtualMachine {
             }
             context.report(JobProgress(phase: "done", percent: 100))
             return self
+        }
+    }
+
+    /// Waits for a block pull to end; cancelling aborts it. Only a pull that libvirt reports
+    /// completed (or that left the disk with no backing image) is a success.
+    private func pull(_ watch: BlockJobWatch, label: String) async throws(VMDriverError) {
+        let (domain, host, disk) = (self.domain, self.host, watch.disk)
+        let outcome = await withTaskCancellationHandler {
+            await watch.wait(domain: domain, host: host, deadline: .now + .seconds(86_400))
+        } onCancel: {
+            Task { try? await host.blocking("", evenIfCancelled: true) { _ in try domain.blockJobAbort(disk: disk) } }
+        }
+        switch outcome {
+        case .completed, .ready:
+            return
+        case .vanished:
+            // No event said how it ended: the disk's chain does.
+            let layout = try await host.blocking("cannot read the disks of \(label)", evenIfCancelled: true) { _ in
+                try DiskLayout.read(domain: domain, host: host, label: label)
+            }
+            if layout.disks.first(where: { $0.target == disk })?.chain.isEmpty == true { return }
+            throw VMDriverError(
+                .failed, "the block pull of \(disk) of \(label) ended and the disk still rests on its backing images")
+        case .cancelled:
+            throw VMDriverError(
+                .failed, "promotion of \(label) was cancelled: the block pull of \(disk) was aborted; it is still a linked clone")
+        case .failed:
+            throw VMDriverError(
+                .failed,
+                "the block pull of \(disk) of \(label) failed (libvirt reports the job failed); it is still a linked clone")
+        case .timedOut:
+            try? await host.blocking("", evenIfCancelled: true) { _ in try domain.blockJobAbort(disk: disk) }
+            throw VMDriverError(.timeout, "the block pull of \(disk) of \(label) did not end within a day and was aborted")
         }
     }
 }

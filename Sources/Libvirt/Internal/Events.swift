@@ -95,3 +95,61 @@ private let lifecycleTrampoline: virConnectDomainEventCallback = { _, domain, ev
     }
     return 0
 }
+
+/// A block job's end or readiness (`VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2`: the disk named by its
+/// target, `vda`).
+public struct BlockJobEvent: Sendable, Hashable {
+    /// `virConnectDomainEventBlockJobStatus`.
+    public enum Status: Int32, Sendable {
+        /// VIR_DOMAIN_BLOCK_JOB_COMPLETED
+        case completed = 0
+        /// VIR_DOMAIN_BLOCK_JOB_FAILED
+        case failed = 1
+        /// VIR_DOMAIN_BLOCK_JOB_CANCELED
+        case cancelled = 2
+        /// VIR_DOMAIN_BLOCK_JOB_READY: everything is copied; a pivot (or abort) ends the job.
+        case ready = 3
+    }
+    /// The disk's target (`vda`).
+    public let disk: String
+    /// `virDomainBlockJobType`: pull, copy, commit, active commit, backup.
+    public let type: Int32
+    public let status: Status
+}
+
+private final class BlockJobBox {
+    let handler: @Sendable (BlockJobEvent) -> Void
+    init(_ handler: @escaping @Sendable (BlockJobEvent) -> Void) { self.handler = handler }
+}
+
+extension Connection {
+    /// Calls `handler` on libvirt's event-loop thread when a block job of `domain` ends or is
+    /// ready to pivot. Keep the returned registration alive as long as events are wanted.
+    /// Calls `virConnectDomainEventRegisterAny` with VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2.
+    public func onBlockJobEvent(
+        of domain: Domain, _ handler: @escaping @Sendable (BlockJobEvent) -> Void
+    ) throws(LibvirtError) -> EventRegistration {
+        let box = Unmanaged.passRetained(BlockJobBox(handler)).toOpaque()
+        let callback: virConnectDomainEventGenericCallback = unsafeBitCast(
+            blockJobTrampoline as virConnectDomainEventBlockJobCallback, to: virConnectDomainEventGenericCallback.self)
+        let id: Int32
+        do {
+            id = try call("virConnectDomainEventRegisterAny") {
+                virConnectDomainEventRegisterAny(
+                    pointer, domain.pointer, Int32(VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2.rawValue), callback, box,
+                    { opaque in opaque.map { Unmanaged<BlockJobBox>.fromOpaque($0).release() } })
+            }
+        } catch {
+            // libvirt does not call the free callback when registration fails.
+            Unmanaged<BlockJobBox>.fromOpaque(box).release()
+            throw error
+        }
+        return EventRegistration(connection: self, id: id)
+    }
+}
+
+private let blockJobTrampoline: virConnectDomainEventBlockJobCallback = { _, _, disk, type, status, opaque in
+    guard let opaque, let disk, let status = BlockJobEvent.Status(rawValue: status) else { return }
+    let box = Unmanaged<BlockJobBox>.fromOpaque(opaque).takeUnretainedValue()
+    box.handler(BlockJobEvent(disk: String(cString: disk), type: type, status: status))
+}
