@@ -354,31 +354,42 @@ struct ClonePlan: Sendable {
         return copied
     }
 
-    /// Merges each temporary overlay back into the image below it and removes the overlay.
+    /// Merges each temporary overlay back into the image below it and removes the overlay: an
+    /// active commit, pivoted once libvirt says it is ready (BLOCK_JOB_2's READY: the job info's
+    /// counters can meet before QEMU is ready, and a pivot then fails), ended when libvirt says
+    /// it completed.
     static func commitBack(_ frozen: [String: (frozen: DiskLayout.Disk, overlay: String)], source: VirtualMachine)
         async throws(VMDriverError)
     {
+        let (host, domain, label) = (source.host, source.domain, source.label)
         for (target, entry) in frozen.sorted(by: { $0.key < $1.key }) {
-            try await source.host.blocking(
-                "cannot merge \(entry.overlay) back into \(entry.frozen.path) for \(source.label)", evenIfCancelled: true,
-                lane: .long
-            ) {
-                [domain = source.domain] _ in
+            let failure = "cannot merge \(entry.overlay) back into \(entry.frozen.path) for \(label)"
+            let watch = try await host.blocking(failure, evenIfCancelled: true) { connection in
+                let watch = try BlockJobWatch(domain: domain, disk: target, connection: connection)
                 // SHALLOW: into the overlay's own backing image, never deeper (deeper images may be
                 // shared with linked clones).
                 try domain.blockCommit(disk: target, flags: [.active, .shallow])
-                let deadline = Date().addingTimeInterval(600)
-                while try domain.blockJobInfo(disk: target)?.isReady == false {
-                    guard Date() < deadline else {
-                        try? domain.blockJobAbort(disk: target)
-                        throw VMDriverError(
-                            .timeout, "merging \(entry.overlay) back took more than 10 minutes; the source still runs on it")
-                    }
-                    Thread.sleep(forTimeInterval: 0.05)
-                }
+                return watch
+            }
+            let ready = await watch.wait(domain: domain, host: host, untilReady: true, deadline: .now + .seconds(600))
+            guard ready == .ready else {
+                try? await host.blocking("", evenIfCancelled: true) { _ in try domain.blockJobAbort(disk: target) }
+                throw VMDriverError(
+                    ready == .timedOut ? .timeout : .failed,
+                    "\(failure): the block commit "
+                        + (ready == .timedOut ? "took more than 10 minutes" : "ended before it was ready (\(ready))")
+                        + "; the source still runs on \(entry.overlay)")
+            }
+            try await host.blocking(failure, evenIfCancelled: true) { _ in
                 try domain.blockJobAbort(disk: target, flags: [.pivot])
-                while try domain.blockJobInfo(disk: target) != nil { Thread.sleep(forTimeInterval: 0.05) }
-                try? FileManager.default.removeItem(atPath: entry.overlay)
+            }
+            let pivoted = await watch.wait(domain: domain, host: host, deadline: .now + .seconds(60))
+            guard pivoted == .completed || pivoted == .vanished else {
+                throw VMDriverError(
+                    .failed, "\(failure): the pivot did not complete (\(pivoted)); the source may still run on \(entry.overlay)")
+            }
+            try? await host.blocking("", evenIfCancelled: true) { _ in
+                try FileManager.default.removeItem(atPath: entry.overlay)
             }
         }
     }

@@ -59,14 +59,17 @@ final class BlockJobWatch: Sendable {
             }
             if ContinuousClock.now >= deadline { return .timedOut }
             await latest.wakeup.wait(upTo: min(.seconds(1), deadline - ContinuousClock.now))
-            guard status == nil else { continue }
+            // An event came: look at it first. Otherwise (nothing yet, or ready while waiting for
+            // the end) the job's info tells whether it is still there.
+            guard status == nil || status == .ready else { continue }
+            let before = status
             let running = try? await host.blocking("", evenIfCancelled: true) { [disk] _ in
                 try domain.blockJobInfo(disk: disk) != nil
             }
             // The job is gone and no event said how: give a late event a moment, then say so.
             if running == false {
                 await latest.wakeup.wait(upTo: .milliseconds(500))
-                if status == nil { return .vanished }
+                if status == before { return .vanished }
             }
         }
     }
