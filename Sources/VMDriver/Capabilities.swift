@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 
 /// What a host can do, computed from the host itself: the counterpart of
 /// CIM_VirtualSystemMigrationCapabilities, extended to cloning and accelerators. Every operation

@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 
 extension Host {
     /// Opens a VM by name, by UUID, or from the path of a libvirt domain XML file (VixVM_Open).

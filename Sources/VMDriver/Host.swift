@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 import Logging
 
 /// A libvirt host: the machine VMs run on, reached through one libvirt connection.

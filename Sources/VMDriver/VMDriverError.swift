@@ -1,4 +1,5 @@
-import Libvirt
+// Public: VMDriverError exposes the libvirt error behind it (`cause`, `libvirtError`).
+public import Libvirt
 
 /// An operation's failure: a CIM return code, a message that names the VM and the host and says
 /// what to do, and the underlying cause (usually a `LibvirtError`).

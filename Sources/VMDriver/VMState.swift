@@ -1,4 +1,4 @@
-import Libvirt
+internal import Libvirt
 
 /// A VM's state, in the vendors' terms.
 public enum VMState: String, Sendable, Codable, CustomStringConvertible {

@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 
 /// VIX_CLONETYPE_FULL / VIX_CLONETYPE_LINKED.
 public typealias CloneType = Capabilities.CloneType

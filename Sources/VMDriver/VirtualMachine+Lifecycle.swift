@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 
 extension VirtualMachine {
     /// Starts the VM (resuming it from a managed save if it has one).

@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 
 extension VirtualMachine {
     /// The linked clones that still rest on this VM's frozen images (made by VMDriver; a

@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 import Synchronization
 
 /// The answer of a migration preflight (CIM CheckVirtualSystemIsMigratableToHost).

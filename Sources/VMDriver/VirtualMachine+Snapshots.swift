@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 
 /// A disk-only external snapshot: at the moment it was taken, each disk's image was frozen and
 /// the VM went on writing to a new overlay on top of it. The frozen images are what linked

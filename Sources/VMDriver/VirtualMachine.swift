@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 
 /// A VM on a host, as `Host.open` returns it.
 public final class VirtualMachine: Sendable {

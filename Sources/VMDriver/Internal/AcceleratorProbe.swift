@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 
 /// Finds out which accelerators actually run guests on a host, by booting a 512-byte probe
 /// guest (`Fixtures/bootsector/probe.S`, embedded as `ProbeImage.bytes`) under each one.

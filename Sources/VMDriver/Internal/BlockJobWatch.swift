@@ -1,4 +1,4 @@
-import Libvirt
+internal import Libvirt
 import Synchronization
 
 /// One disk's block job followed by libvirt's BLOCK_JOB_2 events, so its end is known at once

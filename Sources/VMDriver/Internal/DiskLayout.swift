@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 
 /// A VM's disks as cloning and deleting see them: which images are its own (to copy or to
 /// freeze) and what each rests on, read from the images.

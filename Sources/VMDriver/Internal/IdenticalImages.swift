@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 
 /// Remembers pairs of images on two hosts that VMDriver compared byte for byte and found equal,
 /// so an incremental migration over the same base does not read both bases again (a 1 GiB base

@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 
 /// Reads a disk image's format and backing chain from the image itself: on the local host from
 /// qcow2 headers directly (`QCow2Header`), else with `qemu-img info`; through libvirt's storage

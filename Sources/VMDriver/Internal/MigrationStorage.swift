@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 import Synchronization
 
 /// How one disk travels in a migration, and where it lands.

@@ -1,5 +1,5 @@
 import Foundation
-import Libvirt
+internal import Libvirt
 
 /// Disk images through libvirt's storage API, which works the same on a local and a remote host.
 enum StoragePools {
