@@ -198,24 +198,17 @@ struct CapabilityProbe {
             features: features)
     }
 
-    /// Which clone types `host` supports: known from its driver and this machine's tools, with
-    /// no call to the host (a clone asks this before every clone).
+    /// Which clone types `host` supports: known from its driver and its storage seam, with no
+    /// call to the host (a clone asks this before every clone).
     static func cloneTypes(on host: Host) -> [Capabilities.CloneType: Capabilities.Support] {
         var cloneTypes: [Capabilities.CloneType: Capabilities.Support] = [:]
         if host.driver != "qemu" {
             let notQEMU = "the \(host.driver) driver has no real disks or guests"
             cloneTypes[.full] = .unavailable(notQEMU)
             cloneTypes[.linked] = .unavailable(notQEMU)
-        } else if !host.isRemote {
-            let qemuImg = Subprocess.which("qemu-img")
-            cloneTypes[.full] = .available("disks copied with reflink, copy_file_range or qemu-img convert")
-            cloneTypes[.linked] = .when(
-                qemuImg != nil, "qcow2 overlays made with \(qemuImg ?? "qemu-img")",
-                else: "linked clones need qcow2 overlays and qemu-img is not installed (apt-get install qemu-utils)")
         } else {
-            cloneTypes[.full] = .available("through libvirt's storage-volume API")
-            cloneTypes[.linked] = .available(
-                "qcow2 overlays through libvirt's storage-volume API (disks must be in a storage pool)")
+            // Made by the host's storage seam, so it says how: the same code then makes them.
+            cloneTypes = host.storage.cloneTypes
         }
         return cloneTypes
     }
