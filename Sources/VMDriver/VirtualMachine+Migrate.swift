@@ -109,7 +109,7 @@ struct MigrationPlan: Sendable {
         // What the source host can do.
         let caps: Capabilities
         do {
-            caps = try await CapabilityProbe(host: source, probeAccelerators: false).run()
+            caps = try await CapabilityProbe(host: source, probeAccelerators: false, pkiPath: options.clientPKIPath).run()
         } catch {
             return (nil, problems + [Problem(code: error.code, message: error.message)])
         }
