@@ -191,4 +191,60 @@ struct RemoteStorageTests {
         try await bootOnce(clone, retaggedFrom: "mig", to: "clone", log: fromHere("\(clone)-serial0.log"))
         #expect(decoys.touched().isEmpty, "local files were touched: \(decoys.touched())")
     }
+
+    @Test func aFullCloneOfARunningVMIntoANewFolderKeepsItRunning() async throws {
+        let guest = TestbedGuest("stor-run", placement: .local(hosta), domainType: domainType)
+        let decoys = Decoys()
+        defer {
+            guest.cleanUp()
+            decoys.remove()
+            try? FileManager.default.removeItem(atPath: "/var/lib/libvirt/images/\(guest.name)-dir")
+        }
+        try await guest.boot(on: hosta, tag: "src")
+        let beats = guest.log.heartbeats().count
+        let clone = "\(guest.name)-c"
+        // A folder no storage pool on hosta covers, and which exists here only.
+        let folder = "/var/lib/libvirt/images/\(guest.name)-dir"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        try decoys.plant("\(folder)/\(clone)-vda.qcow2")
+
+        let result = try vmctl("clone", guest.name, clone, "--full", "--dest", folder)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(decoys.touched().isEmpty, "local files were touched: \(decoys.touched())")
+        let cloneDisk = "\(hosta.imagesFromHere)/\(guest.name)-dir/\(clone)-vda.qcow2"
+        #expect(try backingFile(of: cloneDisk) == nil)
+        #expect(try Integration.markers(inImage: cloneDisk) == ["boot 1 tag=src"])
+        // The source never stopped, and is back on its own disk (the freeze overlay merged).
+        #expect(await guest.keepsBeating(after: beats))
+        #expect(try guest.definition(on: hosta).contains("<source file='\(guest.diskPath)'"))
+        // No transient pool is left behind on the host.
+        let connection = try Testbed.connection(hosta)
+        defer { try? connection.close() }
+        let pools = try connection.listAllStoragePools().map { try $0.name() }
+        #expect(pools.allSatisfy { !$0.hasPrefix("vmdriver-") }, "\(pools)")
+    }
+
+    @Test func capabilitiesSayWhatTheOperationsDo() async throws {
+        let host = try await Host.connect(hosta.uri)
+        defer { Task { try? await host.close() } }
+        let noCertificate = try await host.capabilities(pkiPath: "/nonexistent-\(UUID().uuidString)")
+        // Full and linked clones work on this remote host (the tests above make them).
+        #expect(noCertificate.cloneTypes[.full]?.isAvailable == true)
+        #expect(noCertificate.cloneTypes[.linked]?.isAvailable == true)
+        // security normal dials qemu+tls://: without a client certificate it cannot, and the
+        // migration check refuses it with the same code 1.
+        #expect(noCertificate.securityLevels[.normal]?.status == .unavailable)
+        let withCertificate = try await host.capabilities(pkiPath: Testbed.clientPKI)
+        #expect(withCertificate.securityLevels[.normal]?.isAvailable == true)
+
+        let guest = TestbedGuest("stor-caps", placement: .local(hosta), domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: hosta, start: false)
+        var options = MigrationOptions()
+        options.security = .normal
+        options.clientPKIPath = "/nonexistent-\(UUID().uuidString)"
+        let vm = try await host.open(guest.name)
+        let check = await vm.checkMigration(to: Testbed.Name.hostb.address, options: options)
+        #expect(check.problems.contains { $0.code == .notSupported }, "\(check.problems)")
+    }
 }
