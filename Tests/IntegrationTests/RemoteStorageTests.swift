@@ -247,4 +247,52 @@ struct RemoteStorageTests {
         let check = await vm.checkMigration(to: Testbed.Name.hostb.address, options: options)
         #expect(check.problems.contains { $0.code == .notSupported }, "\(check.problems)")
     }
+
+    @Test func theRemoteSeamMakesFindsAndRemovesFilesOnTheHostOnly() async throws {
+        let name = "vmdriver-mig-stor-seam-\(UUID().uuidString.prefix(6).lowercased())"
+        let folder = "/var/lib/libvirt/images/\(name)/inner"
+        let fromHere = "\(hosta.imagesFromHere)/\(name)/inner"
+        let decoys = Decoys()
+        defer {
+            decoys.remove()
+            try? FileManager.default.removeItem(atPath: "\(hosta.imagesFromHere)/\(name)")
+            try? FileManager.default.removeItem(atPath: "/var/lib/libvirt/images/\(name)")
+        }
+        // Here, the same folder with a file in it: the host's must not be mistaken for it.
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try decoys.plant("\(folder)/clone.xml")
+        let host = try await Host.connect(hosta.uri)
+        defer { Task { try? await host.close() } }
+        #expect(host.storage is RemoteStorage)
+        let storage = host.storage
+        // Expectations on this task, not in the pool's threads.
+        let (before, made, after, file, written) = try await host.blocking("seam") { _ in
+            let before = storage.kind(of: folder)
+            let made = try storage.makeFolder(folder)
+            let after = storage.kind(of: folder)
+            var written = false
+            try storage.write(Data("<domain/>".utf8), to: "\(folder)/clone.xml") { written = true }
+            return (before, made, after, storage.kind(of: "\(folder)/clone.xml"), written)
+        }
+        #expect(before == .missing)
+        #expect(made)
+        #expect(after == .directory)
+        #expect(file == .other)
+        #expect(written)
+        #expect(FileManager.default.contents(atPath: "\(fromHere)/clone.xml") == Data("<domain/>".utf8))
+        let attributes = try FileManager.default.attributesOfItem(atPath: "\(fromHere)/clone.xml")
+        #expect(attributes[.posixPermissions] as? Int == 0o600)
+        let gone = try await host.blocking("seam") { _ in
+            try storage.delete("\(folder)/clone.xml")
+            try storage.delete(folder)
+            return storage.kind(of: folder)
+        }
+        #expect(gone == .missing)
+        #expect(!FileManager.default.fileExists(atPath: fromHere))
+        #expect(decoys.touched().isEmpty, "local files were touched: \(decoys.touched())")
+        let connection = try Testbed.connection(hosta)
+        defer { try? connection.close() }
+        let pools = try connection.listAllStoragePools().map { try $0.name() }
+        #expect(pools.allSatisfy { !$0.hasPrefix("vmdriver-") }, "pools left on hosta: \(pools)")
+    }
 }

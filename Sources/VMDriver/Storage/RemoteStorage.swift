@@ -31,7 +31,10 @@ final class RemoteStorage: HostStorage {
     func kind(of path: String) -> PathKind {
         let path = (path as NSString).standardizingPath
         if (try? StoragePools.covering(path, connection: connection)) != nil { return .directory }
-        if (try? withVolume(path) { _ in }) != nil { return .other }
+        // A directory pool lists its subfolders as volumes of type 'dir'.
+        if let type = try? withVolume(path, { try XMLTree.parse(try $0.xmlDescription()).attributes["type"] ?? "file" }) {
+            return type == "dir" ? .directory : .other
+        }
         // A folder no pool covers: a transient pool over it starts only if it is a directory.
         return (try? withPool(path) { _ in }) != nil ? .directory : .missing
     }
