@@ -16,6 +16,9 @@ extension VirtualMachine {
     ///   `qemu-img convert` to flatten a chain). A running source is frozen for the copy and its
     ///   overlay merged back afterwards (active block commit): it never stops.
     ///
+    /// The files are the host's: on a remote host every image is made, copied and removed there
+    /// by libvirt (`HostStorage`), never at the same path on this machine.
+    ///
     /// - Parameters:
     ///   - snapshot: clone the VM as it was at this snapshot (see `createSnapshot`).
     ///   - destination: the directory for the clone's disks, or a path ending in `.xml` where
