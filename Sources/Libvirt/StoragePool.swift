@@ -41,6 +41,15 @@ public final class StoragePool: @unchecked Sendable {
             connection: connection)
     }
 
+    /// Creates a volume from XML with the contents of `source` (a volume of any pool on the same
+    /// host), copied by libvirt on that host: a format change or a backing chain goes through
+    /// `qemu-img convert` (flattened), a raw copy keeps holes. Calls `virStorageVolCreateXMLFrom`.
+    public func createVolume(xml: String, from source: StorageVolume) throws(LibvirtError) -> StorageVolume {
+        StorageVolume(
+            owning: try call("virStorageVolCreateXMLFrom") { virStorageVolCreateXMLFrom(pointer, xml, source.pointer, 0) },
+            connection: connection)
+    }
+
     /// The volume named `name` in this pool. Calls `virStorageVolLookupByName`.
     public func lookupVolume(name: String) throws(LibvirtError) -> StorageVolume {
         StorageVolume(
@@ -51,6 +60,11 @@ public final class StoragePool: @unchecked Sendable {
     /// Stops a pool; a transient one disappears (its files stay). Calls `virStoragePoolDestroy`.
     public func destroy() throws(LibvirtError) {
         try call("virStoragePoolDestroy") { virStoragePoolDestroy(pointer) }
+    }
+
+    /// Forgets an inactive persistent pool (its storage stays). Calls `virStoragePoolUndefine`.
+    public func undefine() throws(LibvirtError) {
+        try call("virStoragePoolUndefine") { virStoragePoolUndefine(pointer) }
     }
 
     /// Removes the pool's storage (for a directory pool: the directory, if empty). Calls

@@ -100,8 +100,11 @@ extension Host {
     /// tools and certificates on the host (local hosts only; on a remote host such items are
     /// `unknown`). The accelerator probe boots a 512-byte guest under each accelerator; its
     /// results are kept for a day unless `refresh`.
-    public func capabilities(refresh: Bool = false) async throws(VMDriverError) -> Capabilities {
-        try await CapabilityProbe(host: self, refresh: refresh).run()
+    /// - Parameter pkiPath: the folder with the TLS client certificate (libvirt's `pkipath`:
+    ///   cacert.pem, clientcert.pem, clientkey.pem); default `VMDRIVER_PKIPATH`, else libvirt's
+    ///   default paths under /etc/pki.
+    public func capabilities(refresh: Bool = false, pkiPath: String? = nil) async throws(VMDriverError) -> Capabilities {
+        try await CapabilityProbe(host: self, refresh: refresh, pkiPath: pkiPath).run()
     }
 }
 
@@ -111,6 +114,8 @@ struct CapabilityProbe {
     var refresh = false
     /// Operations that only need to know about disks or migration skip the accelerator probe.
     var probeAccelerators = true
+    /// The client's pkipath for TLS; nil: `VMDRIVER_PKIPATH`, else libvirt's default paths.
+    var pkiPath: String? = nil
 
     func run() async throws(VMDriverError) -> Capabilities {
         let host = self.host
@@ -145,7 +150,7 @@ struct CapabilityProbe {
                 isQEMU ? .available() : .unavailable("the \(host.driver) driver does not migrate")
         }
 
-        let pki = PKI()
+        let pki = PKI(path: pkiPath)
         var transports: [Capabilities.Transport: Capabilities.Support] = [:]
         transports[.unix] = local ? .available("local socket") : .unavailable("the host is remote")
         transports[.tcp] = .available("qemu+tcp://, plain text: use only on a trusted network")
@@ -156,12 +161,14 @@ struct CapabilityProbe {
         var security: [Capabilities.SecurityLevel: Capabilities.Support] = [:]
         security[.low] =
             isQEMU ? .available("plain TCP for control and data") : .unavailable("the \(host.driver) driver does not migrate")
+        // `migrate --security normal` dials qemu+tls:// (MigrationPlan.peerURI): without a client
+        // certificate it cannot, whatever else is installed.
         security[.normal] =
             !isQEMU
             ? .unavailable("the \(host.driver) driver does not migrate")
-            : (transports[.tls]!.isAvailable || transports[.ssh]!.isAvailable)
-                ? .available("control connection over \(transports[.tls]!.isAvailable ? "TLS" : "SSH")")
-                : .unavailable("needs a TLS client certificate or an ssh client for the control connection")
+            : pki.clientReady.isAvailable
+                ? .available("control connection over TLS (\(pki.clientReady.reason ?? "client certificate found"))")
+                : .unavailable("the control connection uses TLS: \(pki.clientReady.reason ?? "no client certificate")")
         security[.high] =
             !isQEMU
             ? .unavailable("the \(host.driver) driver does not migrate")
@@ -198,24 +205,17 @@ struct CapabilityProbe {
             features: features)
     }
 
-    /// Which clone types `host` supports: known from its driver and this machine's tools, with
-    /// no call to the host (a clone asks this before every clone).
+    /// Which clone types `host` supports: known from its driver and its storage seam, with no
+    /// call to the host (a clone asks this before every clone).
     static func cloneTypes(on host: Host) -> [Capabilities.CloneType: Capabilities.Support] {
         var cloneTypes: [Capabilities.CloneType: Capabilities.Support] = [:]
         if host.driver != "qemu" {
             let notQEMU = "the \(host.driver) driver has no real disks or guests"
             cloneTypes[.full] = .unavailable(notQEMU)
             cloneTypes[.linked] = .unavailable(notQEMU)
-        } else if !host.isRemote {
-            let qemuImg = Subprocess.which("qemu-img")
-            cloneTypes[.full] = .available("disks copied with reflink, copy_file_range or qemu-img convert")
-            cloneTypes[.linked] = .when(
-                qemuImg != nil, "qcow2 overlays made with \(qemuImg ?? "qemu-img")",
-                else: "linked clones need qcow2 overlays and qemu-img is not installed (apt-get install qemu-utils)")
         } else {
-            cloneTypes[.full] = .available("through libvirt's storage-volume API")
-            cloneTypes[.linked] = .available(
-                "qcow2 overlays through libvirt's storage-volume API (disks must be in a storage pool)")
+            // Made by the host's storage seam, so it says how: the same code then makes them.
+            cloneTypes = host.storage.cloneTypes
         }
         return cloneTypes
     }
@@ -247,14 +247,28 @@ struct CapabilityProbe {
     }
 }
 
-/// The certificates libvirt and QEMU use for TLS, at their default paths for root.
+/// The certificates libvirt and QEMU use for TLS: the client's in a pkipath folder, or at
+/// libvirt's default paths for root.
 struct PKI {
+    /// The client's pkipath (libvirt's URI parameter); nil: `VMDRIVER_PKIPATH`, else none.
+    var path: String?
+
+    init(path: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.path = path ?? environment["VMDRIVER_PKIPATH"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
     private func missing(_ paths: [String]) -> [String] {
         paths.filter { !FileManager.default.isReadableFile(atPath: $0) }
     }
 
     /// libvirt's client side of qemu+tls:// (and of the control connection of a TLS migration).
     var clientReady: Capabilities.Support {
+        if let path {
+            let gone = missing(["cacert.pem", "clientcert.pem", "clientkey.pem"].map { "\(path)/\($0)" })
+            return gone.isEmpty
+                ? .available("qemu+tls:// with the client certificate in \(path)")
+                : .unavailable("no TLS client certificate: missing \(gone.joined(separator: ", "))")
+        }
         let gone = missing([
             "/etc/pki/CA/cacert.pem", "/etc/pki/libvirt/clientcert.pem", "/etc/pki/libvirt/private/clientkey.pem",
         ])

@@ -21,6 +21,8 @@ public final class Host: Sendable {
     public let isRemote: Bool
     let connection: Connection
     let logger: Logger
+    /// The host's files: this machine's, or another's through libvirt. Chosen once, here.
+    let storage: any HostStorage
 
     private init(uri: String, name: String, driver: String, isRemote: Bool, connection: Connection, logger: Logger) {
         self.uri = uri
@@ -29,6 +31,7 @@ public final class Host: Sendable {
         self.isRemote = isRemote
         self.connection = connection
         self.logger = logger
+        storage = isRemote ? RemoteStorage(connection: connection) : LocalStorage(connection: connection)
     }
 
     /// Connects to a libvirt host.

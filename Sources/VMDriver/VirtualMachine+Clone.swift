@@ -16,6 +16,9 @@ extension VirtualMachine {
     ///   `qemu-img convert` to flatten a chain). A running source is frozen for the copy and its
     ///   overlay merged back afterwards (active block commit): it never stops.
     ///
+    /// The files are the host's: on a remote host every image is made, copied and removed there
+    /// by libvirt (`HostStorage`), never at the same path on this machine.
+    ///
     /// - Parameters:
     ///   - snapshot: clone the VM as it was at this snapshot (see `createSnapshot`).
     ///   - destination: the directory for the clone's disks, or a path ending in `.xml` where
@@ -72,12 +75,6 @@ struct ClonePlan: Sendable {
         let host = source.host
         try (CapabilityProbe.cloneTypes(on: host)[type] ?? .unavailable("unknown clone type")).require(
             "a \(type.rawValue) clone", on: host.name)
-        if host.isRemote && type == .full {
-            throw VMDriverError(
-                .notSupported,
-                "full clones on remote host '\(host.name)' are not supported yet: make a linked clone, or run VMDriver on that host (qemu:///system)"
-            )
-        }
         let label = source.label
         return try await host.blocking("cannot clone \(label)") { [domain = source.domain] connection in
             if (try? connection.lookupDomain(name: name)) != nil {
@@ -123,38 +120,19 @@ struct ClonePlan: Sendable {
                 }
             }
             directory = (directory as NSString).standardizingPath
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
-                guard isDirectory.boolValue else {
-                    throw VMDriverError(.invalidParameter, "clone destination \(directory) is not a directory")
-                }
+            // On the host: a remote host's folder is asked through its storage API.
+            let storage = host.storage
+            if storage.kind(of: directory) == .other {
+                throw VMDriverError(.invalidParameter, "clone destination \(directory) is not a directory")
             }
             let disks = layout.disks.map { disk -> Disk in
                 let format = type == .linked ? "qcow2" : disk.format
                 let suffix = format == "qcow2" ? "qcow2" : "img"
                 return Disk(source: disk, target: "\(directory)/\(name)-\(disk.target).\(suffix)", format: format)
             }
-            if host.isRemote {
-                // A remote host's files are reached through its storage pools only.
-                guard try StoragePools.covering(directory, connection: connection) != nil else {
-                    throw VMDriverError(
-                        .notSupported,
-                        "a linked clone on remote \(host.label) needs a storage pool covering \(directory): define a directory pool for it"
-                    )
-                }
-                if layout.nvram != nil {
-                    throw VMDriverError(
-                        .notSupported, "\(label) has an NVRAM file, which VMDriver cannot copy on a remote host yet")
-                }
-            }
             let nvram = layout.nvram.map { ($0, "\(directory)/\(name)_VARS.fd") }
             let targets = disks.map(\.target) + [xmlFile, nvram?.1].compactMap { $0 }
-            if host.isRemote { try StoragePools.covering(directory, connection: connection)?.refresh() }
-            let exists: (String) -> Bool = { path in
-                host.isRemote && path != xmlFile
-                    ? StoragePools.exists(path, connection: connection) : FileManager.default.fileExists(atPath: path)
-            }
-            if let taken = targets.first(where: exists) {
+            if let taken = targets.first(where: storage.exists) {
                 throw VMDriverError(
                     .invalidParameter, "cannot clone \(label) as '\(name)': \(taken) already exists (nothing was overwritten)")
             }
@@ -173,15 +151,12 @@ struct ClonePlan: Sendable {
         let label = source.label
         let created = CreatedFiles()
         do throws(VMDriverError) {
-            if !host.isRemote && !FileManager.default.fileExists(atPath: directory) {
-                do {
-                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-                    created.add(directory)
-                } catch {
-                    throw VMDriverError(
-                        .invalidParameter, "cannot create clone destination \(directory): \(error.localizedDescription)")
-                }
+            let directory = self.directory
+            let storage = host.storage
+            let madeFolder = try await host.blocking("cannot create clone destination \(directory)") { _ in
+                try storage.makeFolder(directory)
             }
+            if madeFolder { created.add(directory) }
             var lineage: CloneDefinition.Lineage?
             var copied: UInt64?
             switch type {
@@ -192,21 +167,9 @@ struct ClonePlan: Sendable {
                 context.report(JobProgress(phase: "creating overlays", percent: 50))
                 for disk in disks {
                     guard let base = bases[disk.source.target] else { continue }
-                    let directory = self.directory
-                    try await host.blocking("cannot create the overlay for \(disk.source.target)") { connection in
-                        // libvirt's storage API where a pool covers the folder (it works on remote
-                        // hosts too, mode 0600), else qemu-img here into a file reserved 0600.
-                        if let pool = try StoragePools.covering(directory, connection: connection) {
+                    try await host.blocking("cannot create the overlay for \(disk.source.target)") { _ in
+                        try storage.createOverlay(disk.target, base: base.path, baseFormat: base.format ?? "qcow2") {
                             created.add(disk.target)
-                            try StoragePools.createOverlay(
-                                disk.target, base: base.path, baseFormat: base.format ?? "qcow2", pool: pool,
-                                connection: connection)
-                        } else {
-                            // Reserved before it is recorded: a file someone else made meanwhile is
-                            // refused, not removed by the rollback.
-                            try LocalImages.reserve(disk.target)
-                            created.add(disk.target)
-                            try LocalImages.createOverlay(disk.target, base: base.path, baseFormat: base.format ?? "qcow2")
                         }
                     }
                 }
@@ -219,11 +182,12 @@ struct ClonePlan: Sendable {
             try Task.checkCancellation(or: "clone '\(name)' of \(label)")
             if let nvram {
                 try await host.blocking("cannot copy the NVRAM of \(label)") { _ in
-                    created.add(nvram.target)
-                    try FileManager.default.copyItem(atPath: nvram.source, toPath: nvram.target)
-                    // copyItem keeps the template's mode (0644 under /usr/share): the clone's
-                    // variables are its own.
-                    try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: nvram.target)
+                    // A new file, mode 0600 (the template's 0644 under /usr/share is not kept):
+                    // the clone's variables are its own.
+                    let plan = DiskCopier.Plan(
+                        source: nvram.source, target: nvram.target, format: "raw", flatten: false,
+                        bytes: storage.allocatedBytes(nvram.source))
+                    try storage.copyImage(plan, handle: handle, created: { created.add(nvram.target) }) { _ in }
                 }
             }
             context.report(
@@ -262,16 +226,16 @@ struct ClonePlan: Sendable {
                 let layout = try DiskLayout.read(domain: domain, host: source.host, label: source.label)
                 let state = try VirtualMachine.state(of: domain)
                 let reusable =
-                    !source.host.isRemote && !state.isActive && !layout.disks.isEmpty
+                    !state.isActive && !layout.disks.isEmpty
                     && layout.disks.allSatisfy {
-                        $0.format == "qcow2" && !$0.chain.isEmpty && LocalImages.overlayIsEmpty($0.path)
+                        $0.format == "qcow2" && !$0.chain.isEmpty && source.host.storage.overlayIsEmpty($0.path)
                     }
                 if reusable {
                     return Dictionary(uniqueKeysWithValues: layout.disks.map { ($0.target, $0.chain[0]) })
                 }
                 let frozen = try VirtualMachine.freeze(
                     domain: domain, layout: layout, vmName: source.name, snapshot: "clone-\(Self.fileSafe(name))-\(Self.stamp())",
-                    keepMetadata: true, local: !source.host.isRemote)
+                    keepMetadata: true, storage: source.host.storage)
                 for entry in frozen.values { created.addFreezeOverlay(entry.overlay) }
                 return frozen.mapValues { VMDetails.BackingImage(path: $0.frozen.path, format: $0.frozen.format) }
             }
@@ -298,8 +262,7 @@ struct ClonePlan: Sendable {
                     return try VirtualMachine.freeze(
                         domain: domain, layout: layout, vmName: plan.source.name,
                         snapshot: "vmdriver-copy-\(Self.stamp())-\(UUID().uuidString.prefix(6).lowercased())",
-                        keepMetadata: false,
-                        local: !host.isRemote)
+                        keepMetadata: false, storage: host.storage)
                 }
             }
             sources = temporary.mapValues { VMDetails.BackingImage(path: $0.frozen.path, format: $0.frozen.format) }
@@ -312,15 +275,16 @@ struct ClonePlan: Sendable {
         var copyError: VMDriverError?
         var copied: UInt64 = 0
         do throws(VMDriverError) {
-            var plans: [DiskCopier.Plan] = []
-            for disk in disks {
-                guard let image = sources[disk.source.target] else { continue }
-                let chain =
-                    ImageInspector.inspect(path: image.path, connection: source.domain.connection, isRemote: false).chain ?? []
-                let bytes = ([image.path] + chain.map(\.path)).reduce(UInt64(0)) { $0 + DiskCopier.allocatedBytes($1) }
-                plans.append(
-                    DiskCopier.Plan(
-                        source: image.path, target: disk.target, format: disk.format, flatten: !chain.isEmpty, bytes: bytes))
+            let storage = host.storage
+            let disks = self.disks
+            let plans = try await host.blocking("cannot read the images of \(label)") { [sources] _ -> [DiskCopier.Plan] in
+                disks.compactMap { disk -> DiskCopier.Plan? in
+                    guard let image = sources[disk.source.target] else { return nil }
+                    let chain = storage.inspect(image.path).chain ?? []
+                    let bytes = ([image.path] + chain.map(\.path)).reduce(UInt64(0)) { $0 + storage.allocatedBytes($1) }
+                    return DiskCopier.Plan(
+                        source: image.path, target: disk.target, format: disk.format, flatten: !chain.isEmpty, bytes: bytes)
+                }
             }
             let total = plans.reduce(UInt64(0)) { $0 + $1.bytes }
             var done: UInt64 = 0
@@ -328,9 +292,7 @@ struct ClonePlan: Sendable {
                 try Task.checkCancellation(or: "clone '\(name)' of \(label)")
                 let before = done
                 try await host.blocking("cannot copy \(plan.source)", lane: .long) { _ in
-                    try LocalImages.reserve(plan.target)
-                    created.add(plan.target)
-                    try DiskCopier.copy(plan, handle: handle) { bytes in
+                    try storage.copyImage(plan, handle: handle, created: { created.add(plan.target) }) { bytes in
                         let processed = before + bytes
                         context.report(
                             JobProgress(
@@ -389,7 +351,7 @@ struct ClonePlan: Sendable {
                     .failed, "\(failure): the pivot did not complete (\(pivoted)); the source may still run on \(entry.overlay)")
             }
             try? await host.blocking("", evenIfCancelled: true) { _ in
-                try FileManager.default.removeItem(atPath: entry.overlay)
+                try source.host.storage.delete(entry.overlay)
             }
         }
     }
@@ -407,8 +369,8 @@ struct ClonePlan: Sendable {
             let clone = try connection.defineDomain(xml: xml)
             created.define(clone)
             if let file = plan.xmlFile {
-                created.add(file)
-                try clone.xmlDescription([.inactive]).write(toFile: file, atomically: true, encoding: .utf8)
+                // Beside the clone's disks, on the host.
+                try host.storage.write(Data(try clone.xmlDescription([.inactive]).utf8), to: file) { created.add(file) }
             }
             return VirtualMachine(host: host, domain: clone, name: plan.name, uuid: try clone.uuid(), origin: .defined)
         }
@@ -432,22 +394,16 @@ struct ClonePlan: Sendable {
     private func rollback(_ created: CreatedFiles, sourceGone: Bool = false) async -> String {
         let (made, domain) = created.take()
         let files = sourceGone ? created.freezeOverlays() + made : made
-        let remote = source.host.isRemote
+        let storage = source.host.storage
         let failures =
-            (try? await source.host.blocking("rolling back", evenIfCancelled: true) { connection -> [String] in
+            (try? await source.host.blocking("rolling back", evenIfCancelled: true) { _ -> [String] in
                 var failures: [String] = []
                 if let domain {
                     do { try domain.undefine([.nvram]) } catch { failures.append("the definition of '\(name)' (\(error))") }
                 }
                 for file in files.reversed() {
                     do {
-                        if remote {
-                            if StoragePools.exists(file, connection: connection) {
-                                try StoragePools.delete(file, connection: connection)
-                            }
-                        } else if FileManager.default.fileExists(atPath: file) {
-                            try FileManager.default.removeItem(atPath: file)
-                        }
+                        try storage.delete(file)
                     } catch {
                         failures.append(file)
                     }

@@ -63,8 +63,9 @@ extension VirtualMachine {
             }
             try domain.undefine([.managedSave, .snapshotsMetadata, withStorage ? .nvram : .keepNVRAM])
             var removed: [String] = []
-            for file in removable where FileManager.default.fileExists(atPath: file) {
-                try FileManager.default.removeItem(atPath: file)
+            // The host's files, wherever the host is: never this machine's for a remote one.
+            for file in removable where host.storage.exists(file) {
+                try host.storage.delete(file)
                 removed.append(file)
             }
             return removed
@@ -72,7 +73,8 @@ extension VirtualMachine {
     }
 
     /// Turns a linked clone into a standalone VM: each disk's backing data is copied into its
-    /// overlay (a block pull while it runs, `qemu-img rebase` while it is off), then its clone
+    /// overlay (a block pull while it runs; while it is off, `qemu-img rebase` on this machine or
+    /// a copy made by libvirt on a remote host, see `HostStorage.flatten`), then its clone
     /// record is dropped, so its parent may be deleted.
     /// - Throws: code 4 if the VM's disks have no backing images. Calls `virDomainBlockPull`.
     public func promote() async throws(VMDriverError) -> Job<VirtualMachine> {
@@ -105,7 +107,7 @@ extension VirtualMachine {
                     try await pull(watch, label: label)
                 } else {
                     try await host.blocking("cannot promote disk \(disk.target) of \(label)", lane: .long) { _ in
-                        try LocalImages.flattenInPlace(disk.path, format: disk.format)
+                        try host.storage.flatten(disk.path, format: disk.format)
                     }
                 }
             }

@@ -111,7 +111,7 @@ struct MigrationPlan: Sendable {
         // What the source host can do.
         let caps: Capabilities
         do {
-            caps = try await CapabilityProbe(host: source, probeAccelerators: false).run()
+            caps = try await CapabilityProbe(host: source, probeAccelerators: false, pkiPath: options.clientPKIPath).run()
         } catch {
             return (nil, problems + [Problem(code: error.code, message: error.message)])
         }
@@ -228,7 +228,7 @@ struct MigrationPlan: Sendable {
                             do {
                                 bases[base.path] = .success(
                                     try MigrationStorage.sameImage(
-                                        base.path, source: connection, sourceIsLocal: !source.isRemote, target: targetConnection,
+                                        base.path, source: source.storage, target: targetConnection,
                                         hosts: sourceUUID.flatMap { from in targetUUID.map { (from, $0) } }))
                             } catch let error as VMDriverError {
                                 bases[base.path] = .failure(error)
@@ -826,17 +826,11 @@ struct MigrationPlan: Sendable {
 
     /// Deletes an image on the source after the VM moved. True when it is gone.
     func removeFromSource(_ path: String) async -> Bool {
-        let local = !vm.host.isRemote
+        let storage = vm.host.storage
         return
-            (try? await vm.host.blocking("", evenIfCancelled: true) { connection in
-                if let volume = try? ImageInspector.volume(at: path, connection: connection) {
-                    try volume.delete()
-                } else if local {
-                    try FileManager.default.removeItem(atPath: path)
-                } else {
-                    return false
-                }
-                return true
+            (try? await vm.host.blocking("", evenIfCancelled: true) { _ in
+                try storage.delete(path)
+                return !storage.exists(path)
             }) ?? false
     }
 

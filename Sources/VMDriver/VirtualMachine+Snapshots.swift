@@ -39,7 +39,7 @@ extension VirtualMachine {
             try Self.requireSnapshottable(domain: domain, label: label)
             _ = try Self.freeze(
                 domain: domain, layout: layout, vmName: try domain.name(), snapshot: name, keepMetadata: true,
-                local: !host.isRemote)
+                storage: host.storage)
             return try Self.snapshotInfo(try domain.lookupSnapshot(name: name), host: host)
         }
     }
@@ -84,9 +84,9 @@ extension VirtualMachine {
     /// the frozen image and the overlay the VM now writes to. Blocking.
     /// - Parameters:
     ///   - keepMetadata: false leaves no snapshot object behind (a temporary freeze).
-    ///   - local: the domain's host is this machine, so the new overlays can be reached here.
+    ///   - storage: the domain's host's files, where the new overlays go.
     static func freeze(
-        domain: Domain, layout: DiskLayout, vmName: String, snapshot: String, keepMetadata: Bool, local: Bool
+        domain: Domain, layout: DiskLayout, vmName: String, snapshot: String, keepMetadata: Bool, storage: any HostStorage
     ) throws -> [String: (frozen: DiskLayout.Disk, overlay: String)] {
         var result: [String: (frozen: DiskLayout.Disk, overlay: String)] = [:]
         let xml = XMLTree(name: "domainsnapshot")
@@ -96,7 +96,7 @@ extension VirtualMachine {
         for disk in layout.disks {
             let directory = PathName.parent(disk.path)
             let overlay = "\(directory)/\(vmName)-\(disk.target)-\(snapshot).qcow2"
-            if FileManager.default.fileExists(atPath: overlay) {
+            if storage.exists(overlay) {
                 throw VMDriverError(.invalidParameter, "cannot snapshot: \(overlay) already exists")
             }
             let element = disks.append("disk", attributes: [("name", disk.target), ("snapshot", "external")])
@@ -117,9 +117,7 @@ extension VirtualMachine {
         // libvirt makes the overlays of a shut-off VM with qemu-img: mode 0644, the guest's new
         // writes readable by every user. Only the owner (root, or the qemu user libvirt gave it
         // to) needs them.
-        if local {
-            for (_, overlay) in result.values { _ = chmod(overlay, 0o600) }
-        }
+        for (_, overlay) in result.values { storage.restrictToOwner(overlay) }
         return result
     }
 
@@ -129,7 +127,7 @@ extension VirtualMachine {
             guard disk.attributes["snapshot"] == "external", let overlay = disk.child("source")?.attributes["file"] else {
                 return nil
             }
-            let image = ImageInspector.inspect(path: overlay, connection: snapshot.domain.connection, isRemote: host.isRemote)
+            let image = host.storage.inspect(overlay)
             return SnapshotInfo.Disk(
                 target: disk.attributes["name"] ?? "", frozenImage: image.chain?.first?.path,
                 frozenFormat: image.chain?.first?.format, overlay: overlay)

@@ -45,7 +45,7 @@ public final class VirtualMachine: Sendable {
     /// the images, NICs, persistence, host.
     public func details() async throws(VMDriverError) -> VMDetails {
         let host = self.host
-        return try await host.blocking("reading \(label)") { [domain, name, uuid] connection in
+        return try await host.blocking("reading \(label)") { [domain, name, uuid] _ in
             let info = try domain.info()
             let state = try Self.state(of: domain)
             let xml = try DomainXML(parsing: try domain.xmlDescription(), origin: "the definition of VM '\(name)'")
@@ -54,7 +54,7 @@ public final class VirtualMachine: Sendable {
                     target: disk.target, device: disk.device, path: disk.path, format: disk.format,
                     backingChain: nil, chainNote: nil, readOnly: disk.readOnly)
                 if let path = disk.path, disk.sourceType == "file" || disk.sourceType == "block" {
-                    let image = ImageInspector.inspect(path: path, connection: connection, isRemote: host.isRemote)
+                    let image = host.storage.inspect(path)
                     result.format = image.format ?? disk.format
                     result.backingChain = image.chain
                     result.chainNote = image.note

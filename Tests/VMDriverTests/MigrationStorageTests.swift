@@ -77,7 +77,7 @@ struct IdenticalImagesTests {
         let path = "\(folder)/a.img"
         let hosts = (source: "host-one", target: "host-two")
         #expect(
-            try MigrationStorage.sameImage(path, source: connection, sourceIsLocal: true, target: connection, hosts: hosts)
+            try MigrationStorage.sameImage(path, source: LocalStorage(connection: connection), target: connection, hosts: hosts)
                 == true)
         let volume = try connection.lookupStorageVolume(path: path)
         let before = try #require(IdenticalImages.fingerprint(of: volume, host: hosts.source))

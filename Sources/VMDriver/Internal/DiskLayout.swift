@@ -49,12 +49,10 @@ struct DiskLayout: Sendable {
                     "\(label) has a \(type) disk (\(disk.child("target")?.attributes["dev"] ?? "?")): VMDriver clones file-backed disks only"
                 )
             }
-            let image = ImageInspector.inspect(path: path, connection: domain.connection, isRemote: host.isRemote)
+            let image = host.storage.inspect(path)
             guard let chain = image.chain else {
-                // On a remote host, images are read through storage pools: without one it is
-                // something the host does not offer, not a failure.
                 throw VMDriverError(
-                    host.isRemote ? .notSupported : .failed,
+                    host.storage.unreadableImageCode,
                     "cannot read disk image \(path) of \(label): \(image.note ?? "unknown error")")
             }
             disks.append(
@@ -66,7 +64,7 @@ struct DiskLayout: Sendable {
     }
 }
 
-/// Disk-image operations on the host VMDriver runs on (`qemu-img`), for local hosts.
+/// Disk-image operations on the machine VMDriver runs on (`qemu-img`), for `LocalStorage`.
 enum LocalImages {
     static func qemuImg() throws(VMDriverError) -> String {
         guard let path = Subprocess.which("qemu-img") else {

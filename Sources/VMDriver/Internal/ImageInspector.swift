@@ -1,9 +1,9 @@
 import Foundation
 internal import Libvirt
 
-/// Reads a disk image's format and backing chain from the image itself: on the local host from
-/// qcow2 headers directly (`QCow2Header`), else with `qemu-img info`; through libvirt's storage
-/// API (which reads the header on its own host) on a remote one.
+/// Reads a disk image's format and backing chain from the image itself: on this machine from
+/// qcow2 headers directly (`QCow2Header`), else with `qemu-img info` (`LocalStorage`); through
+/// libvirt's storage API, which reads the header on its own host (`RemoteStorage`).
 enum ImageInspector {
     struct Result {
         var format: String?
@@ -11,13 +11,11 @@ enum ImageInspector {
         var note: String?
     }
 
-    /// Blocking: call from the pool.
-    static func inspect(path: String, connection: Connection, isRemote: Bool) -> Result {
-        if !isRemote {
-            if let read = QCow2Header.chain(of: path) { return Result(format: read.format, chain: read.chain) }
-            if let qemuImg = Subprocess.which("qemu-img") { return viaQemuImg(qemuImg, path: path) }
-        }
-        return viaStorageAPI(path: path, connection: connection)
+    /// An image of this machine. Blocking: call from the pool.
+    static func local(path: String, connection: Connection) -> Result {
+        if let read = QCow2Header.chain(of: path) { return Result(format: read.format, chain: read.chain) }
+        if let qemuImg = Subprocess.which("qemu-img") { return viaQemuImg(qemuImg, path: path) }
+        return viaStorageAPI(path: path) { try Self.volume(at: $0, connection: connection).xmlDescription() }
     }
 
     private struct ImageInfo: Decodable {
@@ -52,7 +50,9 @@ enum ImageInspector {
             chain: infos.dropFirst().map { VMDetails.BackingImage(path: $0.filename, format: $0.format) })
     }
 
-    private static func viaStorageAPI(path: String, connection: Connection) -> Result {
+    /// Walks the chain through libvirt's volume XML; `volumeXML` gives the XML of the volume at
+    /// a path. Blocking.
+    static func viaStorageAPI(path: String, volumeXML: (String) throws -> String) -> Result {
         var chain: [VMDetails.BackingImage] = []
         var current = path
         var format: String?
@@ -60,7 +60,7 @@ enum ImageInspector {
         while seen.insert(current).inserted {
             let xml: String
             do {
-                xml = try Self.volume(at: current, connection: connection).xmlDescription()
+                xml = try volumeXML(current)
             } catch {
                 if current == path {
                     return Result(note: "no storage pool on the host covers \(path), so its image cannot be read remotely")

@@ -23,25 +23,14 @@ struct DiskMove: Sendable {
 
 /// Disk images across two hosts, through libvirt's storage API.
 enum MigrationStorage {
-    /// Opens an image on the source for reading: through the storage pool that covers it, or,
-    /// on this machine, the file itself. Also gives the volume when there is one. Blocking.
-    static func reader(_ path: String, connection: Connection, isLocal: Bool) throws -> (ByteReader, StorageVolume?) {
-        if let volume = try? ImageInspector.volume(at: path, connection: connection) {
-            return (try VolumeReader(volume), volume)
-        }
-        if isLocal, let file = FileHandle(forReadingAtPath: path) { return (FileReader(file), nil) }
-        throw VMDriverError(.notSupported, "cannot read \(path) on the source: define a storage pool for its folder there")
-    }
-
     /// Whether `path` on the source and the same path on the target hold the same bytes. nil
     /// when the target has no such image. A pair found equal before and unchanged since (host
     /// UUIDs given, `IdenticalImages`) is not read again. Blocking.
     static func sameImage(
-        _ path: String, source: Connection, sourceIsLocal: Bool, target: Connection,
-        hosts: (source: String, target: String)? = nil
+        _ path: String, source: any HostStorage, target: Connection, hosts: (source: String, target: String)? = nil
     ) throws -> Bool? {
         guard let theirs = try? ImageInspector.volume(at: path, connection: target) else { return nil }
-        let (ours, volume) = try reader(path, connection: source, isLocal: sourceIsLocal)
+        let (ours, volume) = try source.reader(path)
         // Different virtual sizes: different images, without reading them.
         if let volume, try volume.info().capacity != theirs.info().capacity { return false }
         var prints: (source: String, target: String)?
@@ -220,15 +209,14 @@ final class TargetPreparation: Sendable {
     func makeHome(_ home: String) async throws(VMDriverError) {
         let created = try await target.blocking("cannot prepare \(home) on \(target.label)") { connection in
             if (try? StoragePools.covering(home, connection: connection)) != nil { return (StoragePool?.none, false) }
-            let name = "vmdriver-home-\(UUID().uuidString.prefix(8).lowercased())"
-            let xml = XMLTree(name: "pool", attributes: ["type": "dir"])
-            xml.append("name", text: name)
-            xml.append("target").append("path", text: home)
             // A pool over a folder that exists starts without a build; otherwise the build
             // makes it (with its parents), and a failed migration takes it away again.
-            if let pool = try? connection.createStoragePool(xml: xml.serialized()) { return (pool, false) }
+            let name = "vmdriver-home"
+            if let pool = try? StoragePools.transientPool(for: home, build: false, name: name, connection: connection) {
+                return (pool, false)
+            }
             do {
-                return (try connection.createStoragePool(xml: xml.serialized(), build: true), true)
+                return (try StoragePools.transientPool(for: home, build: true, name: name, connection: connection), true)
             } catch let error as LibvirtError {
                 throw VMDriverError(
                     .invalidParameter, "cannot make the home folder \(home) on \(self.target.label): \(error.message)",
@@ -268,12 +256,12 @@ final class TargetPreparation: Sendable {
     /// from the source to the target through the two hosts' storage APIs, sparse.
     func copyImage(_ move: DiskMove, from source: Host) async throws(VMDriverError) {
         let target = self.target
-        try await source.blocking("cannot copy \(move.disk.path) to \(target.label)", lane: .long) { connection in
+        try await source.blocking("cannot copy \(move.disk.path) to \(target.label)", lane: .long) { _ in
             let targetFolder = folder(move.targetPath)
             guard let pool = try StoragePools.covering(targetFolder, connection: target.connection) else {
                 throw VMDriverError(.incompatibleParameters, "\(target.label) has no storage pool covering \(targetFolder)")
             }
-            let (original, _) = try MigrationStorage.reader(move.disk.path, connection: connection, isLocal: !source.isRemote)
+            let (original, _) = try source.storage.reader(move.disk.path)
             // An empty raw file the upload fills; libvirt reads its format afresh after.
             let copy = try StoragePools.createVolume(
                 named: PathName.last(move.targetPath), capacity: 0, format: "raw", in: pool)

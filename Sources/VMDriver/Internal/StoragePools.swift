@@ -15,14 +15,25 @@ enum StoragePools {
         return nil
     }
 
-    /// Whether a file exists on the connection's host, asked through its storage pools. Blocking.
-    static func exists(_ path: String, connection: Connection) -> Bool {
-        (try? connection.lookupStorageVolume(path: path)) != nil
+    /// The XML of a directory pool over `folder`.
+    static func directoryPoolXML(for folder: String, name: String) -> String {
+        let xml = XMLTree(name: "pool", attributes: ["type": "dir"])
+        xml.append("name", text: "\(name)-\(UUID().uuidString.prefix(8).lowercased())")
+        xml.append("target").append("path", text: folder)
+        return xml.serialized()
     }
 
-    /// Deletes a file on the connection's host through its storage pools. Blocking.
-    static func delete(_ path: String, connection: Connection) throws {
-        try connection.lookupStorageVolume(path: path).delete()
+    /// Starts a transient directory pool over `folder`, so volumes can be made, found and
+    /// deleted in it; `build` makes the folder (with its parents) when it is not there. The
+    /// caller destroys it (the folder and its files stay). Blocking.
+    static func transientPool(
+        for folder: String, build: Bool, name: String = "vmdriver-transient", connection: Connection
+    ) throws -> StoragePool {
+        let xml = directoryPoolXML(for: folder, name: name)
+        // A pool over a folder that exists starts without a build.
+        if let pool = try? connection.createStoragePool(xml: xml) { return pool }
+        guard build else { return try connection.createStoragePool(xml: xml) }
+        return try connection.createStoragePool(xml: xml, build: true)
     }
 
     /// Creates a qcow2 overlay volume named after `overlay` in `pool`, backed by `base`
