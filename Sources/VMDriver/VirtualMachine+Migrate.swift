@@ -167,7 +167,6 @@ struct MigrationPlan: Sendable {
             /// The domain's `type`: "qemu" is TCG.
             var domainType: String?
             var shared: [String: Bool]
-            var targetPools: [String: Bool]
             /// Virtual size of each disk, by target device.
             var capacities: [String: UInt64]
             /// For each backing image of a disk that is not shared: whether the target has the
@@ -197,14 +196,22 @@ struct MigrationPlan: Sendable {
                     layoutError = error
                 }
                 var shared: [String: Bool] = [:]
-                var targetPools: [String: Bool] = [:]
                 let disks = layout?.disks ?? []
+                // A folder no storage pool covers (on either host) gets a transient pool for
+                // these checks, as virsh needs none to migrate such a VM; they go when the
+                // checks end. On the target only a folder that exists is covered: one that
+                // does not is not shared, and a copy makes it (TargetPreparation).
+                let checking = TransientPools()
+                defer { checking.destroyAll() }
+                for directory in Set(disks.flatMap { [folder($0.path)] + $0.chain.map { folder($0.path) } }) {
+                    checking.cover(directory, connection: connection)
+                    checking.cover(directory, connection: targetConnection)
+                }
                 for directory in Set(disks.map { folder($0.path) }) {
                     // The probe file is only needed when VMDriver decides the storage mode itself.
                     if options.storage == .auto && options.home == nil {
                         shared[directory] = StoragePools.sameStorage(directory, source: connection, target: targetConnection)
                     }
-                    targetPools[directory] = (try? StoragePools.covering(directory, connection: targetConnection)) != nil
                 }
                 var capacities: [String: UInt64] = [:]
                 for disk in disks { capacities[disk.target] = try? domain.blockInfo(disk: disk.target).capacity }
@@ -248,7 +255,7 @@ struct MigrationPlan: Sendable {
                     layout: layout,
                     layoutError: layoutError, memoryKiB: try domain.info().maxMemoryKiB,
                     domainType: (try? XMLTree.parse(domain.xmlDescription()))?.attributes["type"], shared: shared,
-                    targetPools: targetPools, capacities: capacities, bases: bases, occupied: occupied,
+                    capacities: capacities, bases: bases, occupied: occupied,
                     liveXML: state.isActive ? try domain.xmlDescription([.migratable, .secure]) : nil,
                     inactiveXML: try? domain.xmlDescription([.inactive, .migratable, .secure]))
             }
@@ -311,13 +318,6 @@ struct MigrationPlan: Sendable {
                 fail(
                     .invalidParameter,
                     "\(path) already exists on \(target.label): VMDriver does not overwrite it; remove it or pick another --home")
-            }
-            for folder in Set(moves.filter { $0.mode != .shared }.map { folder($0.targetPath) })
-            where folder != options.home && facts.targetPools[folder] != true {
-                fail(
-                    .incompatibleParameters,
-                    "\(target.label) has no storage pool covering \(folder), so VMDriver cannot create the disks' copies there: define one, or give --home"
-                )
             }
         }
         if !problems.isEmpty && !collectAll {

@@ -195,8 +195,9 @@ final class FileReader: ByteReader {
 final class TargetPreparation: Sendable {
     private struct State {
         var images: [String] = []
-        var homePool: StoragePool?
-        var madeHome = false
+        /// Transient pools made on the target (for --home, or for a folder no pool covers),
+        /// and whether VMDriver made the folder too (a failed migration takes it away).
+        var pools: [(pool: StoragePool, madeFolder: Bool)] = []
     }
 
     private let state = Mutex(State())
@@ -207,25 +208,28 @@ final class TargetPreparation: Sendable {
     /// Makes `home` on the target if it is not there, through a transient directory pool
     /// (which then covers it, so images can be created in it). Code 4 when it cannot be made.
     func makeHome(_ home: String) async throws(VMDriverError) {
-        let created = try await target.blocking("cannot prepare \(home) on \(target.label)") { connection in
-            if (try? StoragePools.covering(home, connection: connection)) != nil { return (StoragePool?.none, false) }
-            // A pool over a folder that exists starts without a build; otherwise the build
-            // makes it (with its parents), and a failed migration takes it away again.
-            let name = "vmdriver-home"
-            if let pool = try? StoragePools.transientPool(for: home, build: false, name: name, connection: connection) {
-                return (pool, false)
-            }
-            do {
-                return (try StoragePools.transientPool(for: home, build: true, name: name, connection: connection), true)
-            } catch let error as LibvirtError {
-                throw VMDriverError(
-                    .invalidParameter, "cannot make the home folder \(home) on \(self.target.label): \(error.message)",
-                    cause: error)
-            }
+        try await target.blocking("cannot prepare \(home) on \(target.label)") { connection in
+            try self.cover(home, connection: connection, what: "the home folder")
         }
-        state.withLock {
-            $0.homePool = created.0
-            $0.madeHome = created.1
+    }
+
+    /// Makes sure a pool covers `folder` on the target, so images can be created in it: the
+    /// host's own, or a transient one kept until the migration ends. A pool over a folder that
+    /// exists starts without a build; otherwise the build makes it (with its parents), and a
+    /// failed migration takes it away again. Code 4 when it cannot be made. Blocking.
+    private func cover(_ folder: String, connection: Connection, what: String) throws {
+        if (try? StoragePools.covering(folder, connection: connection)) != nil { return }
+        let name = "vmdriver-target"
+        if let pool = try? StoragePools.transientPool(for: folder, build: false, name: name, connection: connection) {
+            state.withLock { $0.pools.append((pool, false)) }
+            return
+        }
+        do {
+            let pool = try StoragePools.transientPool(for: folder, build: true, name: name, connection: connection)
+            state.withLock { $0.pools.append((pool, true)) }
+        } catch let error as LibvirtError {
+            throw VMDriverError(
+                .invalidParameter, "cannot make \(what) \(folder) on \(target.label): \(error.message)", cause: error)
         }
     }
 
@@ -235,11 +239,13 @@ final class TargetPreparation: Sendable {
         for move in moves where move.mode != .shared {
             try await target.blocking("cannot create \(move.targetPath) on \(target.label)") { connection in
                 let folder = PathName.parent(move.targetPath)
+                try self.cover(folder, connection: connection, what: "the folder")
                 guard let pool = try StoragePools.covering(folder, connection: connection) else {
-                    throw VMDriverError(
-                        .incompatibleParameters, "\(self.target.label) has no storage pool covering \(folder): define one")
+                    throw VMDriverError(.failed, "no storage pool covers \(folder) on \(self.target.label)")
                 }
                 if move.mode == .incremental, let base = move.disk.chain.first {
+                    // The base is looked up through a pool too (it must exist there).
+                    try self.cover(PathName.parent(base.path), connection: connection, what: "the base's folder")
                     try StoragePools.createOverlay(
                         move.targetPath, base: base.path, baseFormat: base.format ?? "qcow2", pool: pool, connection: connection)
                 } else {
@@ -258,6 +264,7 @@ final class TargetPreparation: Sendable {
         let target = self.target
         try await source.blocking("cannot copy \(move.disk.path) to \(target.label)", lane: .long) { _ in
             let targetFolder = folder(move.targetPath)
+            try self.cover(targetFolder, connection: target.connection, what: "the folder")
             guard let pool = try StoragePools.covering(targetFolder, connection: target.connection) else {
                 throw VMDriverError(.incompatibleParameters, "\(target.label) has no storage pool covering \(targetFolder)")
             }
@@ -274,15 +281,18 @@ final class TargetPreparation: Sendable {
     /// Takes away what was made. Best effort: it runs after a failure.
     @discardableResult
     func rollback() async -> [String] {
-        let (images, pool, madeHome) = state.withLock { ($0.images, $0.homePool, $0.madeHome) }
+        let (images, pools) = state.withLock { ($0.images, $0.pools) }
         var left =
             (try? await target.blocking("", evenIfCancelled: true) { connection in
                 Self.remove(images, connection: connection)
             }) ?? images
-        if let pool {
+        if !pools.isEmpty {
             try? await target.blocking("", evenIfCancelled: true) { _ in
-                if madeHome { try? pool.delete() }
-                try? pool.destroy()
+                // Newest first: a folder made inside another made one goes before it.
+                for (pool, madeFolder) in pools.reversed() {
+                    if madeFolder { try? pool.delete() }
+                    try? pool.destroy()
+                }
             }
         }
         // The connection died with the fault (the target's libvirtd restarted, the link was
@@ -324,10 +334,14 @@ final class TargetPreparation: Sendable {
         }
     }
 
-    /// Keeps what was made; the transient pool goes (the folder and images stay).
+    /// Keeps what was made; the transient pools go (the folders and images stay).
     func commit() async {
-        let pool = state.withLock { $0.homePool }
-        if let pool { try? await target.blocking("", evenIfCancelled: true) { _ in try? pool.destroy() } }
+        let pools = state.withLock { $0.pools.map(\.pool) }
+        if !pools.isEmpty {
+            try? await target.blocking("", evenIfCancelled: true) { _ in
+                for pool in pools { try? pool.destroy() }
+            }
+        }
         state.withLock { $0 = State() }
     }
 }

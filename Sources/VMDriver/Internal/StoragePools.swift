@@ -1,5 +1,6 @@
 import Foundation
 internal import Libvirt
+import Synchronization
 
 /// Disk images through libvirt's storage API, which works the same on a local and a remote host.
 enum StoragePools {
@@ -92,5 +93,34 @@ enum StoragePools {
         try? targetPool.refresh()
         let seen = (try? targetPool.lookupVolume(name: name)) != nil
         return seen
+    }
+}
+
+/// Transient directory pools over folders no pool covers, made for one step that asks a host's
+/// storage API about them (the migration's checks: the sharing probe, the target's images),
+/// then taken away again (the folders and their files stay). Blocking, on the pool.
+final class TransientPools: Sendable {
+    private let made = Mutex<[StoragePool]>([])
+
+    /// Whether a pool covers `folder` on the connection's host now: one of the host's own, or
+    /// one made here (only over a folder that exists: nothing is created).
+    @discardableResult
+    func cover(_ folder: String, connection: Connection) -> Bool {
+        if (try? StoragePools.covering(folder, connection: connection)) != nil { return true }
+        guard
+            let pool = try? StoragePools.transientPool(
+                for: folder, build: false, name: "vmdriver-check", connection: connection)
+        else { return false }
+        made.withLock { $0.append(pool) }
+        return true
+    }
+
+    /// Takes away every pool made here.
+    func destroyAll() {
+        let pools = made.withLock { made in
+            defer { made = [] }
+            return made
+        }
+        for pool in pools { try? pool.destroy() }
     }
 }
