@@ -10,7 +10,7 @@ struct VMBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vmbench",
         abstract: "VMDriver's library-level benchmarks (used by scripts/bench.sh).",
-        subcommands: [CloneLatency.self, OpenLoop.self, ListLoop.self, Fleet.self]
+        subcommands: [CloneLatency.self, OpenLoop.self, ListLoop.self, Fleet.self, Spawn.self]
     )
 }
 
