@@ -7,6 +7,7 @@
 #
 #   scripts/fuzz.sh [--seconds N] [--update-corpus] [target ...]   (targets: destination xml name)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 
 seconds=35
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
 done
 [ ${#targets[@]} -gt 0 ] || targets=(destination xml name)
 
-log() { printf 'fuzz.sh: %s\n' "$*" >&2; }
+log_prefix=fuzz.sh
 
 # The fuzz build compiles VMDriver, which needs libvirt's headers (libFuzzer comes with Swift).
 bash scripts/apt-ensure.sh libvirt-dev pkg-config
