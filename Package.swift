@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: ["VMDriver", "Libvirt"]),
         // Runs the built vmctl; depends on it so `swift test` builds it first.
         .testTarget(name: "CLITests", dependencies: ["vmctl"]),
-        // Bad input, fuzzing, security and the fault matrix (issue 6, RELIABILITY.md); depends on
+        // Bad input, fuzzing, security and the fault matrix (RELIABILITY.md); depends on
         // vmctl so the built tool is there for the CLI cases.
         .testTarget(
             name: "ReliabilityTests",

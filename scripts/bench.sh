@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark suite (issue 5): VMDriver beside virsh, qemu-img, cp, virt-clone, python-libvirt
+# The benchmark suite: VMDriver beside virsh, qemu-img, cp, virt-clone, python-libvirt
 # and a C loop on libvirt's API, measured in the same run on this machine, interleaved, medians
 # of several runs and ratios taken pair by pair. See BENCHMARKS.md.
 #

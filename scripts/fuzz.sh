@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # libFuzzer over the destination parser, the domain XML reader and rewrites, and VM names
-# (Fuzz/, issue 6, RELIABILITY.md). Builds Fuzz/ with -sanitize=fuzzer into .build-fuzz, runs
+# (Fuzz/, RELIABILITY.md). Builds Fuzz/ with -sanitize=fuzzer into .build-fuzz, runs
 # each target for a bounded time from its committed corpus (Fuzz/corpus/<target>), and fails
 # with the reproducer's path if a property broke. The corpus is only read: --update-corpus
 # merges what the run found into it, minimised (libFuzzer's -merge=1).

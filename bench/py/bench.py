@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""VMDriver's benchmark harness (issue 5). Run through scripts/bench.sh, which installs the
+"""VMDriver's benchmark harness (BENCHMARKS.md). Run through scripts/bench.sh, which installs the
 tools, starts the daemons, builds vmctl, vmbench and the C anchor, then calls:
 
   bench.py --vmctl PATH --vmbench PATH --lookup PATH --out DIR [--quick] [--cases a,b] [--no-migration]
