@@ -20,7 +20,7 @@ packages=(
 bash "$(dirname "${BASH_SOURCE[0]}")/apt-ensure.sh" "${packages[@]}"
 
 # Backing files keep libvirt's ownership after a guest stops; with remember_owner on,
-# libvirt leaves stale trusted.libvirt.security xattrs behind (TESTBED.md).
+# libvirt leaves stale trusted.libvirt.security xattrs behind (PLATFORM.md).
 conf=/etc/libvirt/qemu.conf
 if ! grep -q '^remember_owner *= *0' "$conf"; then
   printf '\n# set by VMDriver scripts/setup-host.sh\nremember_owner = 0\n' >>"$conf"
