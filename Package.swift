@@ -43,7 +43,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "LibvirtTests", dependencies: ["Libvirt"]),
+        // Imports CLibvirt too: the constant tests check the header reader against the compiler.
+        .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "CLibvirt"]),
         .testTarget(name: "VMDriverTests", dependencies: ["VMDriver", "Libvirt"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VMDriver", "Libvirt"]),
         // Runs the built vmctl; depends on it so `swift test` builds it first.
