@@ -15,7 +15,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${VMDRIVER_FIXTURES:-/var/cache/vmdriver/fixtures}
 outputs=(bootsector.img probe.img vmlinuz initrd.img data.qcow2
   linux-domain.xml.in bootsector-domain.xml.in)
-# Order matters: each module needs the ones before it (TESTBED.md). evdev + button give
+# Order matters: each module needs the ones before it (PLATFORM.md). evdev + button give
 # busybox acpid the ACPI power button (virsh shutdown).
 modules=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk
   evdev button)

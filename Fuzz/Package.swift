@@ -1,5 +1,5 @@
 // swift-tools-version: 6.0
-// The libFuzzer target (issue 6, RELIABILITY.md), apart from the main package so a plain
+// The libFuzzer target (RELIABILITY.md), apart from the main package so a plain
 // `swift build` there never needs the fuzzer runtime. Built only by scripts/fuzz.sh:
 //   swift build --package-path Fuzz -Xswiftc -sanitize=fuzzer -Xswiftc -parse-as-library
 import PackageDescription

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark suite (issue 5): VMDriver beside virsh, qemu-img, cp, virt-clone, python-libvirt
+# The benchmark suite: VMDriver beside virsh, qemu-img, cp, virt-clone, python-libvirt
 # and a C loop on libvirt's API, measured in the same run on this machine, interleaved, medians
 # of several runs and ratios taken pair by pair. See BENCHMARKS.md.
 #
@@ -12,10 +12,11 @@
 # vmctl and vmbench in release mode in .build-bench, and the C anchor with gcc.
 # Everything it makes is named vmdriver-bench-* and removed at the end, even on failure.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-log() { printf 'bench.sh: %s\n' "$*" >&2; }
+log_prefix=bench.sh
 
 quick=()
 migration=()

@@ -8,6 +8,7 @@
 #   scripts/demo.sh          runs the demo and removes the demo VM at the end
 #   scripts/demo.sh --keep   leaves the demo VM defined and running
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 keep=false
 [ "${1:-}" = --keep ] && keep=true
@@ -25,10 +26,7 @@ clone=vmdriver-demo-clone
 dir=/var/lib/libvirt/images/$name
 cleanup() {
   $keep && return
-  for vm in "$clone" "$name"; do
-    virsh -q -c qemu:///system destroy "$vm" >/dev/null 2>&1 || true
-    virsh -q -c qemu:///system undefine --snapshots-metadata "$vm" >/dev/null 2>&1 || true
-  done
+  remove_domains qemu:///system --snapshots-metadata -- "$clone" "$name"
   rm -rf -- "$dir"
 }
 trap cleanup EXIT
@@ -42,9 +40,8 @@ type=$("$vmctl" caps --json | sed -n 's/.*"linuxDomainType" : "\([a-z]*\)".*/\1/
 [ -n "$type" ] || { echo "no accelerator runs Linux guests here" >&2; exit 1; }
 echo "-> Linux guests get <domain type='$type'>"
 
-sed -e "s|@NAME@|$name|; s|@DISK@|$dir/data.qcow2|; s|@SERIAL@|$dir/serial.log|" \
-  -e "s|@KERNEL@|$fixtures/vmlinuz|; s|@INITRD@|$fixtures/initrd.img|; s|@TAG@|demo|; s|@DOMAIN_TYPE@|$type|" \
-  "$fixtures/linux-domain.xml.in" >"$dir/$name.xml"
+fill_template "$fixtures/linux-domain.xml.in" NAME="$name" DISK="$dir/data.qcow2" SERIAL="$dir/serial.log" \
+  KERNEL="$fixtures/vmlinuz" INITRD="$fixtures/initrd.img" TAG=demo DOMAIN_TYPE="$type" >"$dir/$name.xml"
 
 say "Open a VM from its domain XML file: not registered yet, so VMDriver registers it"
 run "$vmctl" open "$dir/$name.xml"
@@ -99,10 +96,7 @@ golden=vmdriver-demo-golden
 moved=vmdriver-demo-web
 testbed_cleanup() {
   for uri in "$a" "$b"; do
-    for vm in "$moved" "$golden"; do
-      virsh -q -c "$uri" destroy "$vm" >/dev/null 2>&1 || true
-      virsh -q -c "$uri" undefine --snapshots-metadata "$vm" >/dev/null 2>&1 || true
-    done
+    remove_domains "$uri" --snapshots-metadata -- "$moved" "$golden"
   done
   rm -f -- "$shared/$golden".* "$shared/$golden"-* "$shared/$moved"* \
     /var/lib/vmdriver-testbed/host{a,b}/lib/images/"$moved"*
@@ -113,9 +107,9 @@ testbed_cleanup >/dev/null 2>&1 || true
 $testbed_started && bash scripts/testbed.sh up >/dev/null
 
 cp "$fixtures/data.qcow2" "$shared/$golden.qcow2"
-sed -e "s|@NAME@|$golden|; s|@DISK@|$shared/$golden.qcow2|; s|@SERIAL@|$shared/$golden.serial.log|" \
-  -e "s|@KERNEL@|$fixtures/vmlinuz|; s|@INITRD@|$fixtures/initrd.img|; s|@TAG@|golden|; s|@DOMAIN_TYPE@|$type|" \
-  "$fixtures/linux-domain.xml.in" >"$shared/$golden.xml"
+fill_template "$fixtures/linux-domain.xml.in" NAME="$golden" DISK="$shared/$golden.qcow2" \
+  SERIAL="$shared/$golden.serial.log" KERNEL="$fixtures/vmlinuz" INITRD="$fixtures/initrd.img" TAG=golden \
+  DOMAIN_TYPE="$type" >"$shared/$golden.xml"
 say "On hosta: a golden VM on storage both hosts share, and a linked clone of it on hosta's own disk"
 run "$vmctl" -c "$a" open "$shared/$golden.xml"
 run "$vmctl" -c "$a" clone "$golden" "$moved" --linked --dest /var/lib/libvirt/images

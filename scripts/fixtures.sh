@@ -8,6 +8,7 @@
 #                                boot sector under TCG (and KVM when /dev/kvm exists);
 #                                accelerator probe under TCG and KVM (KVM: reported only)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=$("$root/Fixtures/build.sh")
@@ -18,7 +19,7 @@ cache=$("$root/Fixtures/build.sh")
 
 uri=qemu:///system
 v() { virsh -q -c "$uri" "$@"; }
-log() { printf 'smoke: %s\n' "$*" >&2; }
+log_prefix=smoke
 fail() {
   log "FAIL: $*"
   exit 1
@@ -32,9 +33,8 @@ prefix="vmdriver-smoke-$$"
 domains=()
 cleanup() {
   local d
+  remove_domains "$uri" -- "${domains[@]}"
   for d in "${domains[@]}"; do
-    v destroy "$d" >/dev/null 2>&1 || true
-    v undefine "$d" >/dev/null 2>&1 || true
     rm -f "/var/log/libvirt/qemu/$d.log"
   done
   rm -rf "$work"
@@ -43,9 +43,8 @@ trap cleanup EXIT
 
 # define NAME TEMPLATE DISK TAG TYPE
 define() {
-  sed -e "s|@NAME@|$1|g" -e "s|@DISK@|$3|g" -e "s|@SERIAL@|$work/$1.serial|g" \
-    -e "s|@KERNEL@|$cache/vmlinuz|g" -e "s|@INITRD@|$cache/initrd.img|g" \
-    -e "s|@TAG@|$4|g" -e "s|@DOMAIN_TYPE@|$5|g" "$cache/$2" >"$work/$1.xml"
+  fill_template "$cache/$2" NAME="$1" DISK="$3" SERIAL="$work/$1.serial" KERNEL="$cache/vmlinuz" \
+    INITRD="$cache/initrd.img" TAG="$4" DOMAIN_TYPE="$5" >"$work/$1.xml"
   v define "$work/$1.xml" >/dev/null
   domains+=("$1")
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # libFuzzer over the destination parser, the domain XML reader and rewrites, and VM names
-# (Fuzz/, issue 6, RELIABILITY.md). Builds Fuzz/ with -sanitize=fuzzer into .build-fuzz, runs
+# (Fuzz/, RELIABILITY.md). Builds Fuzz/ with -sanitize=fuzzer into .build-fuzz, runs
 # each target for a bounded time from its committed corpus (Fuzz/corpus/<target>), and fails
 # with the reproducer's path if a property broke. The corpus is only read: --update-corpus
 # merges what the run found into it, minimised (libFuzzer's -merge=1).
 #
 #   scripts/fuzz.sh [--seconds N] [--update-corpus] [target ...]   (targets: destination xml name)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 
 seconds=35
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
 done
 [ ${#targets[@]} -gt 0 ] || targets=(destination xml name)
 
-log() { printf 'fuzz.sh: %s\n' "$*" >&2; }
+log_prefix=fuzz.sh
 
 # The fuzz build compiles VMDriver, which needs libvirt's headers (libFuzzer comes with Swift).
 bash scripts/apt-ensure.sh libvirt-dev pkg-config

@@ -3,8 +3,9 @@
 # starts virtlogd and libvirtd (there is no systemd here), and waits for qemu:///system.
 # Idempotent: running it again changes nothing on a ready host.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-log() { printf 'setup-host: %s\n' "$*" >&2; }
+log_prefix=setup-host
 
 packages=(
   libvirt-daemon-system libvirt-dev libvirt-clients
@@ -19,7 +20,7 @@ packages=(
 bash "$(dirname "${BASH_SOURCE[0]}")/apt-ensure.sh" "${packages[@]}"
 
 # Backing files keep libvirt's ownership after a guest stops; with remember_owner on,
-# libvirt leaves stale trusted.libvirt.security xattrs behind (TESTBED.md).
+# libvirt leaves stale trusted.libvirt.security xattrs behind (PLATFORM.md).
 conf=/etc/libvirt/qemu.conf
 if ! grep -q '^remember_owner *= *0' "$conf"; then
   printf '\n# set by VMDriver scripts/setup-host.sh\nremember_owner = 0\n' >>"$conf"
@@ -32,14 +33,8 @@ if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
   chmod 0660 /dev/kvm
 fi
 
-# Running = the process in this host's pidfile is alive (not a zombie: PID 1 here reaps late)
-# and its socket is there. By pidfile, because the testbed's daemons (scripts/testbed.sh) run
-# in namespaces of their own under the same names.
-running() {
-  local pid
-  pid=$(cat "/run/$1.pid" 2>/dev/null) || return 1
-  [ -n "$pid" ] && ps -p "$pid" -o stat= 2>/dev/null | grep -qv '^Z' && [ -S "$2" ]
-}
+# Running = the process in this host's pidfile is alive (alive: lib.sh) and its socket is there.
+running() { alive "$1" && [ -S "$2" ]; }
 
 # Only start daemons of the root namespace: a testbed's daemons live in their own mount
 # namespaces and do not own the sockets under this /run.

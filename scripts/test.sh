@@ -7,6 +7,7 @@
 #
 # --long: the reliability suite (RELIABILITY.md) runs each fault case ten times instead of three.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = --long ]; then
@@ -14,18 +15,11 @@ if [ "${1:-}" = --long ]; then
   shift
 fi
 
-log() { printf 'test.sh: %s\n' "$*" >&2; }
+log_prefix=test.sh
 
 # Which daemons run before we start: those we start, we stop at the end.
-# This host's daemons, by their pidfiles in /run: the testbed's daemons (scripts/testbed.sh)
-# run in namespaces of their own and are not ours to stop. A zombie is not running: PID 1
-# here reaps late, so a killed daemon lingers as one.
-pid_of() { cat "/run/$1.pid" 2>/dev/null; }
-alive() {
-  local pid
-  pid=$(pid_of "$1") || return 1
-  [ -n "$pid" ] && ps -p "$pid" -o stat= 2>/dev/null | grep -qv '^Z'
-}
+# This host's daemons, by their pidfiles in /run (alive, pid_of: lib.sh): the testbed's daemons
+# (scripts/testbed.sh) run in namespaces of their own and are not ours to stop.
 was_running() { alive "$1"; }
 started=()
 was_running virtlogd || started+=(virtlogd)

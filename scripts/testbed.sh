@@ -29,8 +29,9 @@ hosts=(hosta hostb)
 declare -A addr=([hosta]=10.77.0.1 [hostb]=10.77.0.2)
 declare -A uuid=([hosta]=7f000001-0000-4000-8000-00000000000a [hostb]=7f000001-0000-4000-8000-00000000000b)
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lib.sh"
 
-log() { printf 'testbed: %s\n' "$*" >&2; }
+log_prefix=testbed
 line() { printf '%s uri=qemu+tcp://%s/system addr=%s\n' "$1" "${addr[$1]}" "${addr[$1]}"; }
 answers() { timeout 5 virsh -q -c "qemu+tcp://${addr[$1]}/system" version >/dev/null 2>&1; }
 
@@ -193,7 +194,7 @@ down() {
     [ -n "$pids" ] && kill -TERM $pids 2>/dev/null || true
     for _ in $(seq 1 50); do
       pids=$(ip netns pids "$host" 2>/dev/null | while read -r pid; do
-        ps -p "$pid" -o stat= 2>/dev/null | grep -qv '^Z' && echo "$pid"; done || true)
+        pid_running "$pid" && echo "$pid"; done || true)
       [ -z "$pids" ] && break
       sleep 0.1
     done
@@ -206,12 +207,12 @@ down() {
   log "down"
 }
 
-# libvirtd's PID in a host's namespaces (not a zombie: PID 1 here reaps late).
+# libvirtd's PID in a host's namespaces (not a zombie: pid_running, lib.sh).
 daemon_pid() {
   local pid
   for pid in $(ip netns pids "$1" 2>/dev/null); do
     [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = libvirtd ] || continue
-    ps -p "$pid" -o stat= 2>/dev/null | grep -qv '^Z' || continue
+    pid_running "$pid" || continue
     echo "$pid"
     return 0
   done

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""VMDriver's benchmark harness (issue 5). Run through scripts/bench.sh, which installs the
+"""VMDriver's benchmark harness (BENCHMARKS.md). Run through scripts/bench.sh, which installs the
 tools, starts the daemons, builds vmctl, vmbench and the C anchor, then calls:
 
   bench.py --vmctl PATH --vmbench PATH --lookup PATH --out DIR [--quick] [--cases a,b] [--no-migration]
@@ -181,7 +181,7 @@ def remove_domains(uri, prefix=PREFIX, timeout=20):
         virsh(uri, "destroy", name, check=False, timeout=timeout)
         virsh(uri, "undefine", "--snapshots-metadata", "--managed-save", name, check=False, timeout=timeout)
 
-    # In parallel: a destroy waits ~2 s for PID 1 here to reap QEMU (TESTBED.md).
+    # In parallel: a destroy waits ~2 s for PID 1 here to reap QEMU (PLATFORM.md).
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(remove, names))
 
