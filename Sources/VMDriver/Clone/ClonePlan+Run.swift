@@ -1,150 +1,9 @@
 import Foundation
 internal import Libvirt
 
-/// VIX_CLONETYPE_FULL / VIX_CLONETYPE_LINKED.
-public typealias CloneType = Capabilities.CloneType
-
-extension VirtualMachine {
-    /// Clones the VM (VixVM_Clone) and returns a job whose result is the new VM, registered and
-    /// shut off.
-    ///
-    /// - `linked`: each disk becomes a qcow2 overlay on a frozen image of the source: the
-    ///   snapshot's, or — without one — an image frozen now by an external disk-only snapshot of
-    ///   the source (the source, running or not, goes on writing to a new overlay of its own).
-    ///   Takes milliseconds whatever the disk size.
-    /// - `full`: each disk is copied into an independent image (reflink or sparse copy, or
-    ///   `qemu-img convert` to flatten a chain). A running source is frozen for the copy and its
-    ///   overlay merged back afterwards (active block commit): it never stops.
-    ///
-    /// The files are the host's: on a remote host every image is made, copied and removed there
-    /// by libvirt (`HostStorage`), never at the same path on this machine.
-    ///
-    /// - Parameters:
-    ///   - snapshot: clone the VM as it was at this snapshot (see `createSnapshot`).
-    ///   - destination: the directory for the clone's disks, or a path ending in `.xml` where
-    ///     the clone's domain XML is written too (its disks beside it). Default: beside the
-    ///     source's first disk.
-    /// - Throws: before the job starts: code 4 for a bad or taken name, an existing target file
-    ///   or an unknown snapshot; code 5 for a linked clone of a VM suspended to disk; code 1 when
-    ///   the host cannot make this clone. The job ends with code 2 (or cancellation) after
-    ///   removing every file and definition it made.
-    public func clone(
-        name: String, type: CloneType = .full, snapshot: String? = nil, destination: String? = nil
-    ) async throws(VMDriverError) -> Job<VirtualMachine> {
-        let plan = try await ClonePlan.make(source: self, name: name, type: type, snapshot: snapshot, destination: destination)
-        let handle = Subprocess.Handle()
-        return Job(
-            kind: .clone, subject: "clone '\(name)' of \(label)",
-            describe: { [self] in (try? await "\(label) is \(state())") ?? "" },
-            onCancel: { handle.terminate() }
-        ) { context throws(VMDriverError) in
-            try await plan.execute(context: context, handle: handle)
-        }
-    }
-}
-
-/// Everything a clone needs, checked before the job starts.
-struct ClonePlan: Sendable {
-    struct Disk: Sendable {
-        var source: DiskLayout.Disk
-        var target: String
-        var format: String
-    }
-
-    let source: VirtualMachine
-    let name: String
-    let type: CloneType
-    let snapshot: String?
-    let directory: String
-    let xmlFile: String?
-    let disks: [Disk]
-    let nvram: (source: String, target: String)?
-    /// For a clone from a snapshot: the images it froze, per target.
-    let snapshotBases: [String: VMDetails.BackingImage]
-    let sourceState: VMState
-
-    static let locks = KeyedLock<UUID>()
-
-    static func make(
-        source: VirtualMachine, name: String, type: CloneType, snapshot: String?, destination: String?
-    ) async throws(VMDriverError) -> ClonePlan {
-        try CloneDefinition.validate(name: name)
-        if let destination, let reason = Self.badDestination(destination) {
-            throw VMDriverError(.invalidParameter, "clone destination \(destination.debugDescription) \(reason)")
-        }
-        let host = source.host
-        try (CapabilityProbe.cloneTypes(on: host)[type] ?? .unavailable("unknown clone type")).require(
-            "a \(type.rawValue) clone", on: host.name)
-        let label = source.label
-        return try await host.blocking("cannot clone \(label)") { [domain = source.domain] connection in
-            if (try? connection.lookupDomain(name: name)) != nil {
-                throw VMDriverError(
-                    .invalidParameter, "a VM named '\(name)' already exists on \(host.label): choose another name")
-            }
-            let state = try VirtualMachine.state(of: domain)
-            if type == .linked && state == .suspendedToDisk {
-                throw VMDriverError(
-                    .invalidState,
-                    "\(label) is suspended to disk: a linked clone would lose its saved memory state (VIX 3007 VM_IS_RUNNING); start it or shut it down first"
-                )
-            }
-            let layout = try DiskLayout.read(domain: domain, host: host, label: label)
-            var bases: [String: VMDetails.BackingImage] = [:]
-            if let snapshot {
-                let info: SnapshotInfo
-                do {
-                    info = try VirtualMachine.snapshotInfo(try domain.lookupSnapshot(name: snapshot), host: host)
-                } catch let error as LibvirtError where error.code == .noDomainSnapshot {
-                    throw VMDriverError(.invalidParameter, "\(label) has no snapshot named '\(snapshot)'", cause: error)
-                }
-                for disk in layout.disks {
-                    guard let frozen = info.disks.first(where: { $0.target == disk.target }), let image = frozen.frozenImage
-                    else {
-                        throw VMDriverError(
-                            .notSupported,
-                            "snapshot '\(snapshot)' of \(label) has no external image for disk \(disk.target): only disk-only external snapshots (vmctl snapshot create) can be cloned"
-                        )
-                    }
-                    bases[disk.target] = VMDetails.BackingImage(path: image, format: frozen.frozenFormat ?? "qcow2")
-                }
-            }
-            // Where the clone goes.
-            var directory = layout.disks.first.map { PathName.parent($0.path) } ?? "/var/lib/libvirt/images"
-            var xmlFile: String?
-            if let destination {
-                if destination.hasSuffix(".xml") {
-                    xmlFile = destination
-                    directory = PathName.parent(destination)
-                } else {
-                    directory = destination
-                }
-            }
-            directory = (directory as NSString).standardizingPath
-            // On the host: a remote host's folder is asked through its storage API.
-            let storage = host.storage
-            if storage.kind(of: directory) == .other {
-                throw VMDriverError(.invalidParameter, "clone destination \(directory) is not a directory")
-            }
-            let disks = layout.disks.map { disk -> Disk in
-                let format = type == .linked ? "qcow2" : disk.format
-                let suffix = format == "qcow2" ? "qcow2" : "img"
-                return Disk(source: disk, target: "\(directory)/\(name)-\(disk.target).\(suffix)", format: format)
-            }
-            let nvram = layout.nvram.map { ($0, "\(directory)/\(name)_VARS.fd") }
-            let targets = disks.map(\.target) + [xmlFile, nvram?.1].compactMap { $0 }
-            if let taken = targets.first(where: storage.exists) {
-                throw VMDriverError(
-                    .invalidParameter, "cannot clone \(label) as '\(name)': \(taken) already exists (nothing was overwritten)")
-            }
-            if Set(targets).count != targets.count {
-                throw VMDriverError(.invalidParameter, "cannot clone \(label): two of its disks would get the same file name")
-            }
-            return ClonePlan(
-                source: source, name: name, type: type, snapshot: snapshot, directory: directory, xmlFile: xmlFile,
-                disks: disks, nvram: nvram, snapshotBases: bases, sourceState: state)
-        }
-    }
-
+/// Running a clone: freezing, overlays or copies, merging a running source back, registering,
+/// and rolling back whatever it made when it fails or is cancelled.
+extension ClonePlan {
     /// Runs the clone. On failure or cancellation, removes what it made.
     func execute(context: JobContext, handle: Subprocess.Handle) async throws(VMDriverError) -> VirtualMachine {
         let host = source.host
@@ -214,7 +73,7 @@ struct ClonePlan: Sendable {
     }
 
     /// The frozen images the overlays rest on: the snapshot's, or frozen now.
-    private func linkedBases(created: CreatedFiles) async throws(VMDriverError) -> [String: VMDetails.BackingImage] {
+    func linkedBases(created: CreatedFiles) async throws(VMDriverError) -> [String: VMDetails.BackingImage] {
         if snapshot != nil { return snapshotBases }
         let source = self.source
         let name = self.name
@@ -244,7 +103,7 @@ struct ClonePlan: Sendable {
 
     /// Full copies. A running source is frozen for the copy, then its overlay is merged back.
     /// Returns the bytes copied.
-    private func copyDisks(context: JobContext, handle: Subprocess.Handle, created: CreatedFiles) async throws(VMDriverError)
+    func copyDisks(context: JobContext, handle: Subprocess.Handle, created: CreatedFiles) async throws(VMDriverError)
         -> UInt64
     {
         let host = source.host
@@ -356,7 +215,7 @@ struct ClonePlan: Sendable {
         }
     }
 
-    private func define(lineage: CloneDefinition.Lineage?, created: CreatedFiles) async throws(VMDriverError) -> VirtualMachine {
+    func define(lineage: CloneDefinition.Lineage?, created: CreatedFiles) async throws(VMDriverError) -> VirtualMachine {
         let host = source.host
         let plan = self
         return try await host.blocking("cannot register clone '\(name)'") { [domain = source.domain] connection in
@@ -377,7 +236,7 @@ struct ClonePlan: Sendable {
     }
 
     /// True when the source is neither defined nor running any more.
-    private func sourceIsGone() async -> Bool {
+    func sourceIsGone() async -> Bool {
         (try? await source.host.blocking("", evenIfCancelled: true) { [domain = source.domain] _ -> Bool in
             do {
                 _ = try domain.isActive()
@@ -391,7 +250,7 @@ struct ClonePlan: Sendable {
     /// Removes what a failed clone made, newest first; says what it did. When the source is
     /// gone, the overlays its freeze gave it go too: nothing uses them, and its own images are
     /// as they were before the clone.
-    private func rollback(_ created: CreatedFiles, sourceGone: Bool = false) async -> String {
+    func rollback(_ created: CreatedFiles, sourceGone: Bool = false) async -> String {
         let (made, domain) = created.take()
         let files = sourceGone ? created.freezeOverlays() + made : made
         let storage = source.host.storage
@@ -413,58 +272,5 @@ struct ClonePlan: Sendable {
         return failures.isEmpty
             ? "everything it made was removed; the source is untouched"
             : "could not remove: \(failures.joined(separator: ", "))"
-    }
-
-    /// Why a clone destination cannot be one, or nil: libvirt wants absolute disk paths, and a
-    /// control character in a path is a mistake or an attack, never a folder name.
-    static func badDestination(_ destination: String) -> String? {
-        if destination.isEmpty { return "is empty" }
-        if !destination.hasPrefix("/") { return "is not an absolute path" }
-        if destination.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-            return "has control characters in it"
-        }
-        if destination.hasSuffix(".xml"), PathName.last(destination) == ".xml" {
-            return "names no file (.xml alone)"
-        }
-        return nil
-    }
-
-    static func stamp() -> String {
-        let formatter = DateFormatter()
-        formatter.dateFormat = "yyyyMMdd-HHmmss"
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: Date())
-    }
-
-    /// A clone name as it may appear inside a snapshot name and file name.
-    static func fileSafe(_ name: String) -> String {
-        String(
-            name.unicodeScalars.map {
-                CharacterSet.alphanumerics.contains($0) || "-_".unicodeScalars.contains($0) ? Character($0) : "_"
-            })
-    }
-}
-
-/// What a clone has made so far, for rollback. Shared with pool threads, so locked.
-final class CreatedFiles: @unchecked Sendable {
-    // Guarded by `lock`.
-    private let lock = NSLock()
-    private var files: [String] = []
-    private var domain: Domain?
-
-    private var overlays: [String] = []
-
-    func add(_ path: String) { lock.withLock { files.append(path) } }
-    /// A new top image the freeze gave the source (the source's, not the clone's).
-    func addFreezeOverlay(_ path: String) { lock.withLock { overlays.append(path) } }
-    func freezeOverlays() -> [String] { lock.withLock { overlays } }
-    func define(_ domain: Domain) { lock.withLock { self.domain = domain } }
-    func take() -> ([String], Domain?) { lock.withLock { (files, domain) } }
-}
-
-extension Task where Success == Never, Failure == Never {
-    /// Throws a code 2 error naming `what` if the current task was cancelled.
-    static func checkCancellation(or what: String) throws(VMDriverError) {
-        if Task.isCancelled { throw VMDriverError(.failed, "\(what) was cancelled") }
     }
 }
