@@ -587,17 +587,7 @@ struct MigrationPlan: Sendable {
 
     /// Why a home folder cannot be one, or nil.
     static func badHome(_ home: String) -> String? {
-        if home.isEmpty { return "is empty" }
-        if !home.hasPrefix("/") { return "is not an absolute path" }
-        if home.contains(where: { $0 == "\0" || $0.isNewline || $0.asciiValue.map { $0 < 0x20 } == true }) {
-            return "has control characters in it"
-        }
-        // Split on scalars: "/" and a combining mark after it are one Character, which would hide a "..".
-        if home.unicodeScalars.split(separator: "/").contains(where: {
-            String(String.UnicodeScalarView($0)) == ".." || String(String.UnicodeScalarView($0)) == "."
-        }) {
-            return "has . or .. in it"
-        }
+        if let problem = Validation.pathProblem(home) { return problem }
         if (home as NSString).standardizingPath == "/" { return "is the root folder" }
         return nil
     }

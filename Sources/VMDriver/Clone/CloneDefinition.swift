@@ -31,30 +31,7 @@ struct CloneDefinition {
     /// no control characters, nothing empty or dot-only. XML-special characters are allowed:
     /// they are escaped when the XML is written.
     static func validate(name: String) throws(VMDriverError) {
-        let problem: String? =
-            if name.isEmpty { "it is empty" } else if name.utf8.count > 200 {
-                "it is longer than 200 bytes"
-            } else if name.unicodeScalars.contains(where: { $0 == "/" || $0 == "\\" }) {
-                // Scalars, not Characters: "/" and a combining mark after it are one Character.
-                "it contains a path separator"
-            } else if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-                "it contains a control character"
-            } else if name.unicodeScalars.contains(where: {
-                [.lineSeparator, .paragraphSeparator].contains($0.properties.generalCategory)
-            }) {
-                "it contains a line break"
-            } else if name.unicodeScalars.contains(where: { $0.properties.isNoncharacterCodePoint }) {
-                "it contains a Unicode noncharacter, which XML does not allow"
-            } else if name == "." || name == ".." {
-                "it is a relative directory name"
-            } else if name.unicodeScalars.first == "-" || name.unicodeScalars.first == "." {
-                "it starts with '\(name.unicodeScalars.first!)'"
-            } else if let first = name.unicodeScalars.first,
-                [.nonspacingMark, .spacingMark, .enclosingMark].contains(first.properties.generalCategory)
-            {
-                // It would combine with the "/" before it in a path into one Character.
-                "it starts with a combining mark"
-            } else if name != name.trimmingCharacters(in: .whitespaces) { "it starts or ends with white space" } else { nil }
+        let problem = Validation.nameProblem(name)
         if let problem {
             throw VMDriverError(
                 .invalidParameter, "'\(name.debugDescription.dropFirst().dropLast())' cannot name a VM: \(problem)")

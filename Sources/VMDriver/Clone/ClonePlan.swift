@@ -106,11 +106,7 @@ struct ClonePlan: Sendable {
     /// Why a clone destination cannot be one, or nil: libvirt wants absolute disk paths, and a
     /// control character in a path is a mistake or an attack, never a folder name.
     static func badDestination(_ destination: String) -> String? {
-        if destination.isEmpty { return "is empty" }
-        if !destination.hasPrefix("/") { return "is not an absolute path" }
-        if destination.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-            return "has control characters in it"
-        }
+        if let problem = Validation.pathProblem(destination) { return problem }
         if destination.hasSuffix(".xml"), PathName.last(destination) == ".xml" {
             return "names no file (.xml alone)"
         }
