@@ -28,9 +28,24 @@ extension VirtualMachine {
     public func migrate(
         to destination: String, options: MigrationOptions = MigrationOptions()
     ) async throws(VMDriverError) -> Job<MigrationResult> {
+        // The VM's record first: the lock against a second process (code 5 naming the
+        // operation in progress), and what a later `vmctl abort` reads if this process dies.
+        let claim = try await OperationClaim.claim(self, operation: .migrate, target: destination)
         let (plan, problems) = await MigrationPlan.make(vm: self, destination: destination, options: options, collectAll: false)
         guard let plan else {
+            await claim.release()
             throw problems.first.map { VMDriverError($0.code, $0.message) } ?? VMDriverError(.failed, "no plan")
+        }
+        await claim.update { [uri = plan.destinationHost.uri, name = plan.targetName] in
+            $0.target = uri
+            $0.targetName = name
+        }
+        // Each image and pool made on the target is in the record before the job starts.
+        plan.preparation.onChange { images, pool in
+            await claim.update {
+                $0.images = images
+                $0.pools = pool.map { [$0] } ?? []
+            }
         }
         // What the target needs first: the home folder, the images disks are copied into.
         do throws(VMDriverError) {
@@ -38,6 +53,7 @@ extension VirtualMachine {
             if plan.type != .cold { try await plan.preparation.createImages(plan.moves) }
         } catch {
             await plan.preparation.rollback()
+            await claim.release()
             try? await plan.destinationHost.close()
             throw error
         }
@@ -47,7 +63,7 @@ extension VirtualMachine {
             describe: { await plan.whereIsTheVM() },
             onCancel: { try? domain.abortJob() }
         ) { context throws(VMDriverError) in
-            try await plan.execute(context: context)
+            try await plan.execute(context: context, claim: claim)
         }
     }
 
@@ -668,16 +684,19 @@ struct MigrationPlan: Sendable {
     }
 
     /// Runs the migration, watching it from this task while a pool thread blocks in libvirt.
-    func execute(context: JobContext) async throws(VMDriverError) -> MigrationResult {
+    func execute(context: JobContext, claim: OperationClaim) async throws(VMDriverError) -> MigrationResult {
         defer { Task { try? await destinationHost.close() } }
         do {
             let result = try await perform(context: context)
             await preparation.commit()
+            // The record travelled with the domain's metadata: it goes on both hosts.
+            await claim.release(target: destinationHost, name: targetName)
             return result
         } catch {
             // Nothing of the VM stays on the target; a VM shut down for a cold migration runs
             // again on the source.
             let left = await preparation.rollback()
+            await claim.release()
             if type == .cold && wasActive {
                 try? await vm.host.blocking("", evenIfCancelled: true) { [domain = vm.domain] _ in
                     if try !domain.isActive() { try domain.start() }

@@ -211,9 +211,40 @@ final class TargetPreparation: Sendable {
     }
 
     private let state = Mutex(State())
+    private let changed = Mutex<(@Sendable (_ images: [String], _ pool: OperationRecord.Pool?) async -> Void)?>(nil)
     let target: Host
 
     init(target: Host) { self.target = target }
+
+    /// Calls `body` with everything made so far each time something is made (the operation's
+    /// record lists it, so a later process can take it away if this one dies).
+    func onChange(_ body: @escaping @Sendable (_ images: [String], _ pool: OperationRecord.Pool?) async -> Void) {
+        changed.withLock { $0 = body }
+    }
+
+    private func notify() async {
+        guard let body = changed.withLock({ $0 }) else { return }
+        let (images, pool) = state.withLock { state in
+            (
+                state.images,
+                state.homePool.flatMap { try? $0.name() }.map { OperationRecord.Pool(name: $0, madeFolder: state.madeHome) }
+            )
+        }
+        await body(images, pool)
+    }
+
+    /// What another process made, as its record lists it, so `rollback()` takes it away: the
+    /// images, and the transient pool if it is still there. Blocking.
+    func restore(images: [String], pools: [OperationRecord.Pool]) {
+        let found = pools.lazy.compactMap { pool in
+            (try? self.target.connection.lookupStoragePool(name: pool.name)).map { ($0, pool.madeFolder) }
+        }.first
+        state.withLock {
+            $0.images = images
+            $0.homePool = found?.0
+            $0.madeHome = found?.1 ?? false
+        }
+    }
 
     /// Makes `home` on the target if it is not there, through a transient directory pool
     /// (which then covers it, so images can be created in it). Code 4 when it cannot be made.
@@ -239,6 +270,7 @@ final class TargetPreparation: Sendable {
             $0.homePool = created.0
             $0.madeHome = created.1
         }
+        if created.0 != nil { await notify() }
     }
 
     /// Creates the target's image for each copied disk, sparse: an empty qcow2 (or raw) of the
@@ -261,6 +293,7 @@ final class TargetPreparation: Sendable {
                 }
             }
             state.withLock { $0.images.append(move.targetPath) }
+            await notify()
         }
     }
 
@@ -268,16 +301,20 @@ final class TargetPreparation: Sendable {
     /// from the source to the target through the two hosts' storage APIs, sparse.
     func copyImage(_ move: DiskMove, from source: Host) async throws(VMDriverError) {
         let target = self.target
-        try await source.blocking("cannot copy \(move.disk.path) to \(target.label)") { connection in
-            let targetFolder = folder(move.targetPath)
-            guard let pool = try StoragePools.covering(targetFolder, connection: target.connection) else {
+        let targetFolder = folder(move.targetPath)
+        // An empty raw file the upload fills; libvirt reads its format afresh after. Listed (and
+        // recorded) before the bytes move, so a copy cut short is taken away.
+        let (copy, pool) = try await target.blocking("cannot copy \(move.disk.path) to \(target.label)") { connection in
+            guard let pool = try StoragePools.covering(targetFolder, connection: connection) else {
                 throw VMDriverError(.incompatibleParameters, "\(target.label) has no storage pool covering \(targetFolder)")
             }
-            let (original, _) = try MigrationStorage.reader(move.disk.path, connection: connection, isLocal: !source.isRemote)
-            // An empty raw file the upload fills; libvirt reads its format afresh after.
-            let copy = try StoragePools.createVolume(
-                named: PathName.last(move.targetPath), capacity: 0, format: "raw", in: pool)
+            let copy = try StoragePools.createVolume(named: PathName.last(move.targetPath), capacity: 0, format: "raw", in: pool)
             self.state.withLock { $0.images.append(move.targetPath) }
+            return (copy, pool)
+        }
+        await notify()
+        try await source.blocking("cannot copy \(move.disk.path) to \(target.label)") { connection in
+            let (original, _) = try MigrationStorage.reader(move.disk.path, connection: connection, isLocal: !source.isRemote)
             try MigrationStorage.send(original, to: copy)
             try? pool.refresh()
         }
