@@ -14,6 +14,7 @@ public struct HostJob: Sendable, Codable, Equatable {
         public var dataProcessed: UInt64?
         public var dataRemaining: UInt64?
         public var dataTotal: UInt64?
+        public var memoryTotal: UInt64?
         public var memoryRemaining: UInt64?
         public var diskProcessed: UInt64?
         public var diskRemaining: UInt64?
@@ -95,7 +96,8 @@ extension HostJob.LibvirtJob {
         self.init(
             type: stats.type == .bounded ? "bounded" : "unbounded", operation: stats.jobOperation.map(HostJob.Operation.init),
             elapsedMilliseconds: stats.timeElapsed, dataProcessed: stats.dataProcessed, dataRemaining: stats.dataRemaining,
-            dataTotal: stats.dataTotal, memoryRemaining: stats.memoryRemaining, diskProcessed: stats.diskProcessed,
+            dataTotal: stats.dataTotal, memoryTotal: stats.memoryTotal, memoryRemaining: stats.memoryRemaining,
+            diskProcessed: stats.diskProcessed,
             diskRemaining: stats.diskRemaining, diskTotal: stats.diskTotal, bytesPerSecond: stats.memoryBytesPerSecond)
     }
 }

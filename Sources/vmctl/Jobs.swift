@@ -39,7 +39,8 @@ struct Jobs: AsyncParsableCommand {
             }
             lines.append(line)
             var left: [String] = []
-            if let memory = libvirt.memoryRemaining { left.append("memory \(size(memory))") }
+            // libvirt reports zeros for what has not started yet (memory while disks copy).
+            if let memory = libvirt.memoryRemaining, (libvirt.memoryTotal ?? 0) > 0 { left.append("memory \(size(memory))") }
             if let disk = libvirt.diskRemaining, (libvirt.diskTotal ?? 0) > 0 { left.append("disk \(size(disk))") }
             if !left.isEmpty { lines.append("  remaining: " + left.joined(separator: ", ")) }
         } else {
