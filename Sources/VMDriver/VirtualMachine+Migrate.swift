@@ -28,17 +28,21 @@ extension VirtualMachine {
     public func migrate(
         to destination: String, options: MigrationOptions = MigrationOptions()
     ) async throws(VMDriverError) -> Job<MigrationResult> {
-        // The VM's record first: the lock against a second process (code 5 naming the
-        // operation in progress), and what a later `vmctl abort` reads if this process dies.
-        let claim = try await OperationClaim.claim(self, operation: .migrate, target: destination)
+        // Another operation's record refuses at once (code 5 naming it and its process).
+        try await OperationClaim.check(self)
         let (plan, problems) = await MigrationPlan.make(vm: self, destination: destination, options: options, collectAll: false)
         guard let plan else {
-            await claim.release()
             throw problems.first.map { VMDriverError($0.code, $0.message) } ?? VMDriverError(.failed, "no plan")
         }
-        await claim.update { [uri = plan.destinationHost.uri, name = plan.targetName] in
-            $0.target = uri
-            $0.targetName = name
+        // The record, before anything is made on the target: the lock against a second process,
+        // and what a later `vmctl abort` reads if this process dies.
+        let claim: OperationClaim
+        do throws(VMDriverError) {
+            claim = try await OperationClaim.claim(
+                self, operation: .migrate, target: plan.destinationHost.uri, targetName: plan.targetName)
+        } catch {
+            try? await plan.destinationHost.close()
+            throw error
         }
         // Each image and pool made on the target is in the record before the job starts.
         plan.preparation.onChange { images, pool in
@@ -69,8 +73,16 @@ extension VirtualMachine {
 
     /// Checks whether the VM could migrate, changing nothing, and lists every reason it could not.
     public func checkMigration(to destination: String, options: MigrationOptions = MigrationOptions()) async -> MigrationCheck {
-        let (plan, problems) = await MigrationPlan.make(vm: self, destination: destination, options: options, collectAll: true)
+        let made = await MigrationPlan.make(vm: self, destination: destination, options: options, collectAll: true)
+        let plan = made.0
+        var problems = made.1
         try? await plan?.destinationHost.close()
+        // Another operation in progress (or one whose process died) would refuse it too.
+        do throws(VMDriverError) {
+            try await OperationClaim.check(self)
+        } catch {
+            problems.insert(MigrationCheck.Problem(code: error.code, message: error.message), at: 0)
+        }
         return MigrationCheck(problems: problems, decisions: plan?.decisions ?? [])
     }
 }

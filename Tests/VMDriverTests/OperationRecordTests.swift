@@ -143,6 +143,10 @@ struct OperationRecordTests {
         #expect(error?.code == .invalidState)
         #expect(error?.message.contains("vmctl abort \(name)") == true, "\(error?.message ?? "")")
         #expect(error?.message.contains("pid \(stale.owner.pid)") == true)
+        // The check says so too, first.
+        let check = await vm.checkMigration(to: "hostc")
+        #expect(check.problems.first?.code == .invalidState)
+        #expect(check.problems.first?.message.contains("vmctl abort \(name)") == true)
     }
 
     // MARK: jobs and abort

@@ -109,13 +109,23 @@ final class OperationClaim: Sendable {
         self.host = host
     }
 
+    /// Code 5 when another operation's record is on `vm`; changes nothing.
+    static func check(_ vm: VirtualMachine) async throws(VMDriverError) {
+        let (label, name) = (vm.label, vm.name)
+        let held = try await vm.host.blocking("cannot read the operation record of \(label)") { [domain = vm.domain] _ in
+            try OperationRecords.read(domain)
+        }
+        if let held { throw OperationRecords.busy(held, label: label, vmName: name) }
+    }
+
     /// Claims `vm` for `operation` (code 5 when another operation holds it).
-    static func claim(_ vm: VirtualMachine, operation: JobKind, target: String? = nil) async throws(VMDriverError)
-        -> OperationClaim
-    {
-        let record = try OperationRecord(operation: operation, source: vm.host.name, target: target)
+    static func claim(
+        _ vm: VirtualMachine, operation: JobKind, target: String? = nil, targetName: String? = nil
+    ) async throws(VMDriverError) -> OperationClaim {
+        var record = try OperationRecord(operation: operation, source: vm.host.name, target: target)
+        record.targetName = targetName
         let (label, name, uuid) = (vm.label, vm.name, vm.uuid)
-        try await vm.host.blocking("cannot record the \(operation.rawValue) of \(label)") { [domain = vm.domain] _ in
+        try await vm.host.blocking("cannot record the \(operation.rawValue) of \(label)") { [domain = vm.domain, record] _ in
             try OperationRecords.claim(record, domain: domain, uuid: uuid, label: label, vmName: name)
         }
         return OperationClaim(record: record, domain: vm.domain, host: vm.host)
