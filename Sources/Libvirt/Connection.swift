@@ -174,6 +174,12 @@ public final class Connection: @unchecked Sendable {
             owning: try call("virStoragePoolCreateXML") { virStoragePoolCreateXML(pointer, xml, flags) }, connection: self)
     }
 
+    /// Defines a persistent storage pool from XML, inactive. Calls `virStoragePoolDefineXML`.
+    public func defineStoragePool(xml: String) throws(LibvirtError) -> StoragePool {
+        StoragePool(
+            owning: try call("virStoragePoolDefineXML") { virStoragePoolDefineXML(pointer, xml, 0) }, connection: self)
+    }
+
     /// The storage pool named `name`. Calls `virStoragePoolLookupByName`.
     public func lookupStoragePool(name: String) throws(LibvirtError) -> StoragePool {
         StoragePool(

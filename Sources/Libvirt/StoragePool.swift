@@ -53,9 +53,14 @@ public final class StoragePool: @unchecked Sendable {
         try call("virStoragePoolDestroy") { virStoragePoolDestroy(pointer) }
     }
 
-    /// Removes the pool's storage (for a directory pool: the directory, if empty). Calls
-    /// `virStoragePoolDelete`.
+    /// Removes the pool's storage (for a directory pool: the directory, if empty). libvirt does
+    /// this only for an inactive pool. Calls `virStoragePoolDelete`.
     public func delete() throws(LibvirtError) {
         try call("virStoragePoolDelete") { virStoragePoolDelete(pointer, 0) }
+    }
+
+    /// Removes an inactive pool's persistent definition. Calls `virStoragePoolUndefine`.
+    public func undefine() throws(LibvirtError) {
+        try call("virStoragePoolUndefine") { virStoragePoolUndefine(pointer) }
     }
 }

@@ -329,9 +329,16 @@ final class TargetPreparation: Sendable {
                 Self.remove(images, connection: connection)
             }) ?? images
         if let pool {
-            try? await target.blocking("", evenIfCancelled: true) { _ in
-                if madeHome { try? pool.delete() }
+            try? await target.blocking("", evenIfCancelled: true) { connection in
+                // libvirt deletes only an inactive pool's folder, and a transient pool is gone
+                // once stopped: the folder VMDriver made goes through a persistent twin,
+                // defined for the moment (its parents, if the build made them, stay).
+                let xml = try? pool.xmlDescription()
                 try? pool.destroy()
+                if madeHome, let xml, let twin = try? connection.defineStoragePool(xml: xml) {
+                    try? twin.delete()
+                    try? twin.undefine()
+                }
             }
         }
         // The connection died with the fault (the target's libvirtd restarted, the link was
