@@ -148,6 +148,42 @@ struct JobsAbortTests {
         #expect(try moved.lookupDomain(name: guest.name).metadata(.element, uri: OperationRecord.namespace, .live) == nil)
     }
 
+    /// With --home, VMDriver also made the folder on the target through a transient pool: abort
+    /// stops the pool and removes the folder with the image.
+    @Test func abortAlsoTakesAwayTheHomeFolderAndItsTransientPool() async throws {
+        let guest = TestbedGuest("abhome", placement: .local(.hosta), domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta)
+        let home = "/var/lib/libvirt/images/\(guest.name)-home/vms"
+        let homeFromHere = "\(Testbed.Name.hostb.imagesFromHere)/\(guest.name)-home/vms"
+        let owner = try Background(migrateArguments(guest, capped: true) + ["--home", home])
+        defer { owner.kill() }
+        let row = try await waitUntilListed(guest, owner: owner)
+        let pools = (row["record"] as? [String: Any])?["pools"] as? [[String: Any]] ?? []
+        #expect(pools.count == 1, "the transient pool is in the record: \(row)")
+        #expect(FileManager.default.fileExists(atPath: "\(homeFromHere)/\(guest.name).qcow2"))
+        /// hostb's active pools over the home folder.
+        func poolsOverHome() throws -> Int {
+            let connection = try Testbed.connection(.hostb)
+            defer { try? connection.close() }
+            return try connection.listAllStoragePools().filter {
+                (try? $0.isActive()) == true && (try? $0.xmlDescription())?.contains("<path>\(home)</path>") == true
+            }.count
+        }
+        #expect(try poolsOverHome() == 1)
+
+        owner.kill(SIGKILL)
+        #expect(await owner.exitStatus(within: 10) != nil)
+        let abort = try VMCtlPath.run(["-c", Testbed.Name.hosta.uri, "abort", guest.name, "--json"])
+        #expect(abort.status == 0, "\(abort.stderr)")
+
+        #expect(try guest.state(on: .hosta) == .running)
+        #expect(try guest.hosts() == [.hosta])
+        #expect(try poolsOverHome() == 0, "the transient pool is gone")
+        #expect(!FileManager.default.fileExists(atPath: homeFromHere), "the folder VMDriver made is gone")
+        #expect(try recordXML(guest) == nil)
+    }
+
     @Test func aSecondMigrationOfTheSameVMIsCode5NamingTheOneInProgress() async throws {
         let guest = TestbedGuest("lock", placement: .local(.hosta), domainType: domainType)
         defer { guest.cleanUp() }
