@@ -102,20 +102,34 @@ final class OperationClaim: Sendable {
     private let record: Mutex<OperationRecord>
     let domain: Domain
     let host: Host
+    /// False where the driver keeps no metadata: then there is nothing to update or remove.
+    let recorded: Bool
 
-    private init(record: OperationRecord, domain: Domain, host: Host) {
+    private init(record: OperationRecord, domain: Domain, host: Host, recorded: Bool) {
         self.record = Mutex(record)
         self.domain = domain
         self.host = host
+        self.recorded = recorded
     }
 
     /// Code 5 when another operation's record is on `vm`; changes nothing.
     static func check(_ vm: VirtualMachine) async throws(VMDriverError) {
         let (label, name) = (vm.label, vm.name)
-        let held = try await vm.host.blocking("cannot read the operation record of \(label)") { [domain = vm.domain] _ in
-            try OperationRecords.read(domain)
+        let held: OperationRecord?
+        do throws(VMDriverError) {
+            held = try await vm.host.blocking("cannot read the operation record of \(label)") { [domain = vm.domain] _ in
+                try OperationRecords.read(domain)
+            }
+        } catch  where unsupported(error) {
+            return
         }
         if let held { throw OperationRecords.busy(held, label: label, vmName: name) }
+    }
+
+    /// A driver without domain metadata (not QEMU's, nor the test driver's) keeps no record:
+    /// its operations run unrecorded, as before records existed.
+    private static func unsupported(_ error: VMDriverError) -> Bool {
+        [.noSupport, .argumentUnsupported, .operationUnsupported].contains(error.libvirtError?.code)
     }
 
     /// Claims `vm` for `operation` (code 5 when another operation holds it).
@@ -125,10 +139,16 @@ final class OperationClaim: Sendable {
         var record = try OperationRecord(operation: operation, source: vm.host.name, target: target)
         record.targetName = targetName
         let (label, name, uuid) = (vm.label, vm.name, vm.uuid)
-        try await vm.host.blocking("cannot record the \(operation.rawValue) of \(label)") { [domain = vm.domain, record] _ in
-            try OperationRecords.claim(record, domain: domain, uuid: uuid, label: label, vmName: name)
+        do throws(VMDriverError) {
+            try await vm.host.blocking("cannot record the \(operation.rawValue) of \(label)") { [domain = vm.domain, record] _ in
+                try OperationRecords.claim(record, domain: domain, uuid: uuid, label: label, vmName: name)
+            }
+        } catch  where unsupported(error) {
+            vm.host.logger.warning(
+                "\(label): the \(vm.host.driver) driver keeps no domain metadata: the \(operation.rawValue) runs unrecorded")
+            return OperationClaim(record: record, domain: vm.domain, host: vm.host, recorded: false)
         }
-        return OperationClaim(record: record, domain: vm.domain, host: vm.host)
+        return OperationClaim(record: record, domain: vm.domain, host: vm.host, recorded: true)
     }
 
     /// Changes the record and writes it again. Best effort: the operation goes on if libvirt
@@ -138,6 +158,7 @@ final class OperationClaim: Sendable {
             change(&$0)
             return $0
         }
+        guard recorded else { return }
         let failed =
             await
             (try? host.blocking("", evenIfCancelled: true) { [domain] _ in
@@ -149,6 +170,7 @@ final class OperationClaim: Sendable {
     /// Removes the record from the VM and, when the migration moved it (the record travels in
     /// the domain's metadata), from the VM on the target.
     func release(target: Host? = nil, name: String? = nil) async {
+        guard recorded else { return }
         _ = try? await host.blocking("", evenIfCancelled: true) { [domain] _ in OperationRecords.remove(from: domain) }
         if let target, let name {
             _ = try? await target.blocking("", evenIfCancelled: true) { connection in
