@@ -93,7 +93,12 @@ extension VirtualMachine {
         result.recordRemoved = try await host.blocking("cannot remove the record of \(label)", evenIfCancelled: true) { _ in
             OperationRecords.remove(from: domain)
         }
-        if result.recordRemoved { result.steps.append("removed the record") }
+        guard result.recordRemoved else {
+            throw VMDriverError(
+                .failed,
+                "\(result.steps.joined(separator: "; ")); but libvirt did not remove the record from \(label): run it again")
+        }
+        result.steps.append("removed the record")
         return result
     }
 
