@@ -28,7 +28,8 @@ extension VirtualMachine {
     /// for libvirt's job to end, removes the images and transient pools the record lists on
     /// the target (unless the migration had completed and the VM now runs there), then the
     /// record.
-    /// - Throws: code 5 when there is neither a job nor a record; code 3 when the job or the
+    /// - Throws: code 5 when there is neither a job nor a record, or for the incoming half of a
+    ///   migration (libvirt aborts it on the source); code 3 when the job or the
     ///   owner's rollback does not end within `wait`; code 2 when the target cannot be reached
     ///   or an image cannot be removed (the record then stays, so running it again retries).
     public func abortJob(force: Bool = false, wait: Duration = .seconds(15)) async throws(VMDriverError) -> AbortResult {
@@ -41,6 +42,19 @@ extension VirtualMachine {
             throw VMDriverError(.invalidState, "\(label) runs no job and holds no VMDriver record: there is nothing to abort")
         }
         var result = AbortResult(vm: name, record: record, owner: record?.ownerStatus)
+        // The incoming half of a migration: libvirt aborts a migration only on its source
+        // ("cannot abort incoming migration"), and the record here travelled with the domain.
+        if let record, record.source != host.name, record.ownerStatus != .gone || job?.operation == .migrationIn {
+            throw VMDriverError(
+                .invalidState,
+                "\(label) is the target of \(record.operationDescription) from \(record.source), which "
+                    + "\(record.ownerDescription) runs: abort it on \(record.source) (`vmctl -c SOURCE abort \(name)`)")
+        }
+        if let job, job.operation == .migrationIn {
+            throw VMDriverError(
+                .invalidState,
+                "\(label) is the target of a migration: abort it on the source host (`vmctl -c SOURCE abort \(name)`)")
+        }
         if let job {
             let what = job.operation.map { "libvirt's \($0.rawValue) job" } ?? "libvirt's job"
             do throws(VMDriverError) {

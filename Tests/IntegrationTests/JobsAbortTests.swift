@@ -116,6 +116,16 @@ struct JobsAbortTests {
         #expect(record["images"] as? [String] == [guest.diskPath], "the copy VMDriver made on hostb")
         #expect(FileManager.default.fileExists(atPath: copy), "the target image exists while the migration runs")
 
+        // hostb sees the incoming half with the record that travelled in the domain's metadata;
+        // libvirt aborts a migration only on its source: code 5 there.
+        let incoming = try VMCtlPath.run(["-c", Testbed.Name.hostb.uri, "jobs", guest.name, "--json"])
+        let incomingRow = (try JSONSerialization.jsonObject(with: Data(incoming.stdout.utf8)) as? [[String: Any]])?.first
+        let incomingOwner = (incomingRow?["record"] as? [String: Any])?["owner"] as? [String: Any]
+        #expect(incomingOwner?["pid"] as? Int == Int(owner.pid), "\(incoming.stdout)")
+        let wrongHost = try VMCtlPath.run(["-c", Testbed.Name.hostb.uri, "abort", guest.name])
+        #expect(wrongHost.status == 5, "\(wrongHost.stderr)")
+        #expect(owner.process.isRunning, "the migration goes on")
+
         owner.kill(SIGKILL)
         #expect(await owner.exitStatus(within: 10) != nil)
         // Seen from here, the record's owner is gone.

@@ -192,6 +192,18 @@ struct OperationRecordTests {
         #expect(try OperationRecords.read(domain) != nil, "a live owner's record is its own to remove")
     }
 
+    @Test func abortOnTheTargetOfAMigrationIsCode5NamingTheSource() async throws {
+        let (domain, name) = try makeDomain("target")
+        defer { remove(domain) }
+        var carried = try record()
+        carried.source = "hosta"
+        try OperationRecords.write(carried, to: domain)
+        let error = await #expect(throws: VMDriverError.self) { _ = try await host.open(name).abortJob(wait: .seconds(1)) }
+        #expect(error?.code == .invalidState)
+        #expect(error?.message.contains("abort it on hosta") == true, "\(error?.message ?? "")")
+        #expect(try OperationRecords.read(domain) != nil)
+    }
+
     @Test func abortWithNothingToAbortIsCode5() async throws {
         let (domain, name) = try makeDomain("idle")
         defer { remove(domain) }
