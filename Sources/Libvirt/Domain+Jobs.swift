@@ -17,6 +17,33 @@ extension Domain {
         case cancelled = 5
     }
 
+    /// `virDomainJobOperation`: what started a domain's job (the VIR_DOMAIN_JOB_OPERATION field
+    /// of `jobStats()`).
+    public enum JobOperation: Int32, Sendable, CaseIterable {
+        /// VIR_DOMAIN_JOB_OPERATION_UNKNOWN
+        case unknown = 0
+        /// VIR_DOMAIN_JOB_OPERATION_START
+        case start = 1
+        /// VIR_DOMAIN_JOB_OPERATION_SAVE
+        case save = 2
+        /// VIR_DOMAIN_JOB_OPERATION_RESTORE
+        case restore = 3
+        /// VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN
+        case migrationIn = 4
+        /// VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT
+        case migrationOut = 5
+        /// VIR_DOMAIN_JOB_OPERATION_SNAPSHOT
+        case snapshot = 6
+        /// VIR_DOMAIN_JOB_OPERATION_SNAPSHOT_REVERT
+        case snapshotRevert = 7
+        /// VIR_DOMAIN_JOB_OPERATION_DUMP
+        case dump = 8
+        /// VIR_DOMAIN_JOB_OPERATION_BACKUP
+        case backup = 9
+        /// VIR_DOMAIN_JOB_OPERATION_SNAPSHOT_DELETE
+        case snapshotDelete = 10
+    }
+
     /// `virDomainGetJobStatsFlags`.
     public struct JobStatsFlags: OptionSet, Sendable {
         public let rawValue: UInt32
@@ -99,6 +126,9 @@ extension Domain {
         public var errorMessage: String?
 
         public init() {}
+
+        /// `operation` by name; nil when libvirt did not say or named one newer than this wrapper.
+        public var jobOperation: JobOperation? { operation.flatMap(JobOperation.init(rawValue:)) }
 
         public static var fields: [TypedParameterField<JobStats>] {
             [

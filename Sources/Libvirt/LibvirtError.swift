@@ -80,6 +80,8 @@ public struct LibvirtError: Error, Sendable, Equatable, CustomStringConvertible 
         public static let argumentUnsupported = Code(rawValue: 74)
         /// VIR_ERR_OPERATION_ABORTED
         public static let operationAborted = Code(rawValue: 78)
+        /// VIR_ERR_NO_DOMAIN_METADATA: the domain has no such metadata.
+        public static let noDomainMetadata = Code(rawValue: 80)
         /// VIR_ERR_MIGRATE_UNSAFE
         public static let migrateUnsafe = Code(rawValue: 81)
         /// VIR_ERR_OVERFLOW
@@ -113,7 +115,7 @@ public struct LibvirtError: Error, Sendable, Equatable, CustomStringConvertible 
             38: "systemError", 39: "rpc", 40: "gnutlsError", 42: "noDomain", 44: "invalidMAC",
             45: "authFailed", 49: "noStoragePool", 50: "noStorageVolume", 55: "operationInvalid",
             67: "configUnsupported", 68: "operationTimeout", 69: "migratePersistFailed",
-            72: "noDomainSnapshot", 74: "argumentUnsupported", 78: "operationAborted",
+            72: "noDomainSnapshot", 74: "argumentUnsupported", 78: "operationAborted", 80: "noDomainMetadata",
             81: "migrateUnsafe", 82: "overflow", 83: "blockCopyActive",
             84: "operationUnsupported", 86: "agentUnresponsive", 87: "resourceBusy",
             88: "accessDenied", 90: "storageVolumeExists", 91: "cpuIncompatible",

@@ -67,8 +67,8 @@ public final class StoragePool: @unchecked Sendable {
         try call("virStoragePoolUndefine") { virStoragePoolUndefine(pointer) }
     }
 
-    /// Removes the pool's storage (for a directory pool: the directory, if empty). Calls
-    /// `virStoragePoolDelete`.
+    /// Removes the pool's storage (for a directory pool: the directory, if empty). libvirt does
+    /// this only for an inactive pool. Calls `virStoragePoolDelete`.
     public func delete() throws(LibvirtError) {
         try call("virStoragePoolDelete") { virStoragePoolDelete(pointer, 0) }
     }

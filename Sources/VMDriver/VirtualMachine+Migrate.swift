@@ -28,9 +28,28 @@ extension VirtualMachine {
     public func migrate(
         to destination: String, options: MigrationOptions = MigrationOptions()
     ) async throws(VMDriverError) -> Job<MigrationResult> {
+        // Another operation's record refuses at once (code 5 naming it and its process).
+        try await OperationClaim.check(self)
         let (plan, problems) = await MigrationPlan.make(vm: self, destination: destination, options: options, collectAll: false)
         guard let plan else {
             throw problems.first.map { VMDriverError($0.code, $0.message) } ?? VMDriverError(.failed, "no plan")
+        }
+        // The record, before anything is made on the target: the lock against a second process,
+        // and what a later `vmctl abort` reads if this process dies.
+        let claim: OperationClaim
+        do throws(VMDriverError) {
+            claim = try await OperationClaim.claim(
+                self, operation: .migrate, target: plan.destinationHost.uri, targetName: plan.targetName)
+        } catch {
+            try? await plan.destinationHost.close()
+            throw error
+        }
+        // Each image and pool made on the target is in the record before the job starts.
+        plan.preparation.onChange { images, pools in
+            await claim.update {
+                $0.images = images
+                $0.pools = pools
+            }
         }
         // What the target needs first: the home folder, the images disks are copied into.
         do throws(VMDriverError) {
@@ -38,6 +57,7 @@ extension VirtualMachine {
             if plan.type != .cold { try await plan.preparation.createImages(plan.moves) }
         } catch {
             await plan.preparation.rollback()
+            await claim.release()
             try? await plan.destinationHost.close()
             throw error
         }
@@ -49,14 +69,22 @@ extension VirtualMachine {
             // cancellation (whichever comes first: a second abort of an ended job does nothing).
             onCancel: { try? await host.blocking("", evenIfCancelled: true) { _ in try domain.abortJob() } }
         ) { context throws(VMDriverError) in
-            try await plan.execute(context: context)
+            try await plan.execute(context: context, claim: claim)
         }
     }
 
     /// Checks whether the VM could migrate, changing nothing, and lists every reason it could not.
     public func checkMigration(to destination: String, options: MigrationOptions = MigrationOptions()) async -> MigrationCheck {
-        let (plan, problems) = await MigrationPlan.make(vm: self, destination: destination, options: options, collectAll: true)
+        let made = await MigrationPlan.make(vm: self, destination: destination, options: options, collectAll: true)
+        let plan = made.0
+        var problems = made.1
         try? await plan?.destinationHost.close()
+        // Another operation in progress (or one whose process died) would refuse it too.
+        do throws(VMDriverError) {
+            try await OperationClaim.check(self)
+        } catch {
+            problems.insert(MigrationCheck.Problem(code: error.code, message: error.message), at: 0)
+        }
         return MigrationCheck(problems: problems, decisions: plan?.decisions ?? [])
     }
 }
@@ -660,16 +688,19 @@ struct MigrationPlan: Sendable {
     }
 
     /// Runs the migration, watching it from this task while a pool thread blocks in libvirt.
-    func execute(context: JobContext) async throws(VMDriverError) -> MigrationResult {
+    func execute(context: JobContext, claim: OperationClaim) async throws(VMDriverError) -> MigrationResult {
         defer { Task { try? await destinationHost.close() } }
         do {
             let result = try await perform(context: context)
             await preparation.commit()
+            // The record travelled with the domain's metadata: it goes on both hosts.
+            await claim.release(target: destinationHost, name: targetName)
             return result
         } catch {
             // Nothing of the VM stays on the target; a VM shut down for a cold migration runs
             // again on the source.
             let left = await preparation.rollback()
+            await claim.release()
             if type == .cold && wasActive {
                 try? await vm.host.blocking("", evenIfCancelled: true) { [domain = vm.domain] _ in
                     if try !domain.isActive() { try domain.start() }

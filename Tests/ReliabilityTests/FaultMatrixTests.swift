@@ -42,7 +42,7 @@ struct FaultMatrixTests {
     struct Outcome {
         var error: VMDriverError?
         var expectedHost: Testbed.Name
-        /// An image on the target that nothing could remove (its client was killed).
+        /// An image on the target its killed client could not remove (`abortJob` does).
         var leftover: String?
     }
 
@@ -70,15 +70,18 @@ struct FaultMatrixTests {
                 let error = try #require(outcome.error, "\(label): the migration failed")
                 #expect(error.message.contains("running on host '\(from)'"), "\(label): \(error.message)")
                 if let leftover = outcome.leftover {
-                    // The retry refuses to overwrite it, saying so; removed, the retry goes.
+                    // The killed client's record stays on the VM: the retry is refused, saying
+                    // to run `vmctl abort`, which removes the image it had made on the target.
                     let refused = await self.error(of: guest, from: from, to: to)
-                    #expect(refused?.code == .invalidParameter, "\(label): \(String(describing: refused))")
+                    #expect(refused?.code == .invalidState, "\(label): \(String(describing: refused))")
                     #expect(
-                        refused?.message.contains("\(leftover) already exists") == true,
+                        refused?.message.contains("vmctl abort \(guest.name)") == true,
                         "\(label): \(String(describing: refused))")
-                    let connection = try Testbed.connection(to)
-                    try connection.lookupStorageVolume(path: leftover).delete()
-                    try? connection.close()
+                    let host = try await Host.connect(from.uri)
+                    let aborted = try await host.open(guest.name).abortJob()
+                    try? await host.close()
+                    #expect(aborted.removed == [leftover], "\(label): \(aborted.steps)")
+                    #expect(!FileManager.default.fileExists(atPath: guest.diskFromHere(on: to)), "\(label): \(aborted.steps)")
                 }
                 _ = try await isWhole(guest, on: from, label: label, boots: boots)
                 // Memory: a failed migration's source keeps every page (strict).
@@ -300,7 +303,7 @@ struct FaultMatrixTests {
         // What a user does then (virsh domjobabort): the VM stays on the source.
         if running { try domain.abortJob() }
         #expect(await Integration.waitFor(30) { ((try? domain.jobStats())?.type ?? Domain.JobType.none) == .none })
-        // The image vmctl made on the target stays: its rollback died with it.
+        // The image vmctl made on the target stays: its rollback died with it (its record lists it).
         #expect(FileManager.default.fileExists(atPath: guest.diskFromHere(on: to)))
         return Outcome(
             error: VMDriverError(.failed, "vmctl killed; the VM is running on host '\(from)'"), expectedHost: from,

@@ -190,8 +190,9 @@ final class FileReader: ByteReader {
     func consume(_ n: Int) { start += n }
 }
 
-/// What VMDriver makes on the target before a migration (the home folder, disk images), so
-/// it can take it away again if the migration does not complete.
+/// What VMDriver makes on the target before a migration (the home folder, transient pools over
+/// folders no pool covers, disk images), so it can take it away again if the migration does not
+/// complete, and so the operation's record lists it.
 final class TargetPreparation: Sendable {
     private struct State {
         var images: [String] = []
@@ -201,32 +202,67 @@ final class TargetPreparation: Sendable {
     }
 
     private let state = Mutex(State())
+    private let changed = Mutex<(@Sendable (_ images: [String], _ pools: [OperationRecord.Pool]) async -> Void)?>(nil)
     let target: Host
 
     init(target: Host) { self.target = target }
 
+    /// Calls `body` with everything made so far each time something is made (the operation's
+    /// record lists it, so a later process can take it away if this one dies).
+    func onChange(_ body: @escaping @Sendable (_ images: [String], _ pools: [OperationRecord.Pool]) async -> Void) {
+        changed.withLock { $0 = body }
+    }
+
+    private func notify() async {
+        guard let body = changed.withLock({ $0 }) else { return }
+        let (images, pools) = state.withLock { state in
+            (
+                state.images,
+                state.pools.compactMap { entry in
+                    (try? entry.pool.name()).map { OperationRecord.Pool(name: $0, madeFolder: entry.madeFolder) }
+                }
+            )
+        }
+        await body(images, pools)
+    }
+
+    /// What another process made, as its record lists it, so `rollback()` takes it away: the
+    /// images, and the transient pools that are still there. Blocking.
+    func restore(images: [String], pools: [OperationRecord.Pool]) {
+        let found = pools.compactMap { pool in
+            (try? self.target.connection.lookupStoragePool(name: pool.name)).map { ($0, pool.madeFolder) }
+        }
+        state.withLock {
+            $0.images = images
+            $0.pools = found.map { (pool: $0.0, madeFolder: $0.1) }
+        }
+    }
+
     /// Makes `home` on the target if it is not there, through a transient directory pool
     /// (which then covers it, so images can be created in it). Code 4 when it cannot be made.
     func makeHome(_ home: String) async throws(VMDriverError) {
-        try await target.blocking("cannot prepare \(home) on \(target.label)") { connection in
+        let made = try await target.blocking("cannot prepare \(home) on \(target.label)") { connection in
             try self.cover(home, connection: connection, what: "the home folder")
         }
+        if made { await notify() }
     }
 
     /// Makes sure a pool covers `folder` on the target, so images can be created in it: the
     /// host's own, or a transient one kept until the migration ends. A pool over a folder that
     /// exists starts without a build; otherwise the build makes it (with its parents), and a
-    /// failed migration takes it away again. Code 4 when it cannot be made. Blocking.
-    private func cover(_ folder: String, connection: Connection, what: String) throws {
-        if (try? StoragePools.covering(folder, connection: connection)) != nil { return }
+    /// failed migration takes it away again. True when it made a pool. Code 4 when it cannot be
+    /// made. Blocking.
+    private func cover(_ folder: String, connection: Connection, what: String) throws -> Bool {
+        if (try? StoragePools.covering(folder, connection: connection)) != nil { return false }
         let name = "vmdriver-target"
         if let pool = try? StoragePools.transientPool(for: folder, build: false, name: name, connection: connection) {
             state.withLock { $0.pools.append((pool, false)) }
-            return
+            return true
         }
         do {
             let pool = try StoragePools.transientPool(for: folder, build: true, name: name, connection: connection)
             state.withLock { $0.pools.append((pool, true)) }
+            return true
         } catch let error as LibvirtError {
             throw VMDriverError(
                 .invalidParameter, "cannot make \(what) \(folder) on \(target.label): \(error.message)", cause: error)
@@ -239,13 +275,13 @@ final class TargetPreparation: Sendable {
         for move in moves where move.mode != .shared {
             try await target.blocking("cannot create \(move.targetPath) on \(target.label)") { connection in
                 let folder = PathName.parent(move.targetPath)
-                try self.cover(folder, connection: connection, what: "the folder")
+                _ = try self.cover(folder, connection: connection, what: "the folder")
                 guard let pool = try StoragePools.covering(folder, connection: connection) else {
                     throw VMDriverError(.failed, "no storage pool covers \(folder) on \(self.target.label)")
                 }
                 if move.mode == .incremental, let base = move.disk.chain.first {
                     // The base is looked up through a pool too (it must exist there).
-                    try self.cover(PathName.parent(base.path), connection: connection, what: "the base's folder")
+                    _ = try self.cover(PathName.parent(base.path), connection: connection, what: "the base's folder")
                     try StoragePools.createOverlay(
                         move.targetPath, base: base.path, baseFormat: base.format ?? "qcow2", pool: pool, connection: connection)
                 } else {
@@ -255,6 +291,7 @@ final class TargetPreparation: Sendable {
                 }
             }
             state.withLock { $0.images.append(move.targetPath) }
+            await notify()
         }
     }
 
@@ -262,17 +299,21 @@ final class TargetPreparation: Sendable {
     /// from the source to the target through the two hosts' storage APIs, sparse.
     func copyImage(_ move: DiskMove, from source: Host) async throws(VMDriverError) {
         let target = self.target
-        try await source.blocking("cannot copy \(move.disk.path) to \(target.label)", lane: .long) { _ in
-            let targetFolder = folder(move.targetPath)
-            try self.cover(targetFolder, connection: target.connection, what: "the folder")
-            guard let pool = try StoragePools.covering(targetFolder, connection: target.connection) else {
+        let targetFolder = folder(move.targetPath)
+        // An empty raw file the upload fills; libvirt reads its format afresh after. Listed (and
+        // recorded) before the bytes move, so a copy cut short is taken away.
+        let (copy, pool) = try await target.blocking("cannot copy \(move.disk.path) to \(target.label)") { connection in
+            _ = try self.cover(targetFolder, connection: connection, what: "the folder")
+            guard let pool = try StoragePools.covering(targetFolder, connection: connection) else {
                 throw VMDriverError(.incompatibleParameters, "\(target.label) has no storage pool covering \(targetFolder)")
             }
-            let (original, _) = try source.storage.reader(move.disk.path)
-            // An empty raw file the upload fills; libvirt reads its format afresh after.
-            let copy = try StoragePools.createVolume(
-                named: PathName.last(move.targetPath), capacity: 0, format: "raw", in: pool)
+            let copy = try StoragePools.createVolume(named: PathName.last(move.targetPath), capacity: 0, format: "raw", in: pool)
             self.state.withLock { $0.images.append(move.targetPath) }
+            return (copy, pool)
+        }
+        await notify()
+        try await source.blocking("cannot copy \(move.disk.path) to \(target.label)", lane: .long) { _ in
+            let (original, _) = try source.storage.reader(move.disk.path)
             try MigrationStorage.send(original, to: copy)
             try? pool.refresh()
         }
@@ -287,11 +328,18 @@ final class TargetPreparation: Sendable {
                 Self.remove(images, connection: connection)
             }) ?? images
         if !pools.isEmpty {
-            try? await target.blocking("", evenIfCancelled: true) { _ in
-                // Newest first: a folder made inside another made one goes before it.
+            try? await target.blocking("", evenIfCancelled: true) { connection in
+                // Newest first: a folder made inside another made one goes before it. libvirt
+                // deletes only an inactive pool's folder, and a transient pool is gone once
+                // stopped: a folder VMDriver made goes through a persistent twin, defined for
+                // the moment (its parents, if the build made them, stay).
                 for (pool, madeFolder) in pools.reversed() {
-                    if madeFolder { try? pool.delete() }
+                    let xml = try? pool.xmlDescription()
                     try? pool.destroy()
+                    if madeFolder, let xml, let twin = try? connection.defineStoragePool(xml: xml) {
+                        try? twin.delete()
+                        try? twin.undefine()
+                    }
                 }
             }
         }
