@@ -16,7 +16,7 @@ extension Domain {
         public let rawValue: UInt32
         public init(rawValue: UInt32) { self.rawValue = rawValue }
         /// VIR_DOMAIN_AFFECT_CURRENT (no bit): live if the domain runs, else its definition.
-        public static let current: Self = []
+        public static let current = Self(rawValue: 0)
         /// VIR_DOMAIN_AFFECT_LIVE: the running domain (gone when it stops).
         public static let live = Self(rawValue: 1 << 0)
         /// VIR_DOMAIN_AFFECT_CONFIG: the persistent definition (stays across restarts).

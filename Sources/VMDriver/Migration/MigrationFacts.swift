@@ -1,0 +1,125 @@
+import Foundation
+internal import Libvirt
+import Synchronization
+
+/// What a migration is decided from, gathered from both hosts in one blocking pass (the VM's
+/// state and disks, what each host's storage says, the definitions to move). The decisions
+/// (`MigrationPlan.decide`) take this value and nothing else from the hosts, so they can be
+/// tested and fuzzed without one.
+struct MigrationFacts: Sendable {
+    var state: VMState
+    var sameHost: Bool
+    var nameTaken: Bool
+    /// A job (another migration, say) is running on the VM.
+    var busy: Bool
+    var layout: DiskLayout?
+    var layoutError: VMDriverError?
+    var memoryKiB: UInt64
+    /// The domain's `type`: "qemu" is TCG.
+    var domainType: String?
+    var shared: [String: Bool]
+    /// Virtual size of each disk, by target device.
+    var capacities: [String: UInt64]
+    /// For each backing image of a disk that is not shared: whether the target has the
+    /// same image at the same path (nil: it has none).
+    var bases: [String: Result<Bool?, VMDriverError>]
+    /// Images that would be created on the target and already exist there.
+    var occupied: [String]
+    /// The definitions to move: live (if running) and persistent, migratable.
+    var liveXML: String?
+    var inactiveXML: String?
+
+    /// Gathers the facts. A folder no storage pool covers gets a transient pool on each host
+    /// for the checks, taken away when they end.
+    static func gather(
+        vm: VirtualMachine, target: Host, options: MigrationOptions, targetName: String
+    ) async throws(VMDriverError) -> MigrationFacts {
+        let (source, label) = (vm.host, vm.label)
+        return try await source.blocking("cannot check the migration of \(label)") { [domain = vm.domain] connection in
+            let state = try VirtualMachine.state(of: domain)
+            let busy = ((try? domain.jobStats())?.type ?? .none) != .none
+            let sourceUUID = hostUUID(try connection.capabilitiesXML())
+            let targetConnection = target.connection
+            let targetUUID = hostUUID(try targetConnection.capabilitiesXML())
+            let taken = (try? targetConnection.lookupDomain(name: targetName)) != nil
+            var layout: DiskLayout?
+            var layoutError: VMDriverError?
+            do {
+                layout = try DiskLayout.read(domain: domain, host: source, label: label)
+            } catch let error as VMDriverError {
+                layoutError = error
+            }
+            var shared: [String: Bool] = [:]
+            let disks = layout?.disks ?? []
+            // A folder no storage pool covers (on either host) gets a transient pool for
+            // these checks, as virsh needs none to migrate such a VM; they go when the
+            // checks end. On the target only a folder that exists is covered: one that
+            // does not is not shared, and a copy makes it (TargetPreparation).
+            let checking = TransientPools()
+            defer { checking.destroyAll() }
+            for directory in Set(disks.flatMap { [folder($0.path)] + $0.chain.map { folder($0.path) } }) {
+                checking.cover(directory, connection: connection)
+                checking.cover(directory, connection: targetConnection)
+            }
+            for directory in Set(disks.map { folder($0.path) }) {
+                // The probe file is only needed when VMDriver decides the storage mode itself.
+                if options.storage == .auto && options.home == nil {
+                    shared[directory] = StoragePools.sameStorage(directory, source: connection, target: targetConnection)
+                }
+            }
+            var capacities: [String: UInt64] = [:]
+            for disk in disks { capacities[disk.target] = try? domain.blockInfo(disk: disk.target).capacity }
+            // Backing images, where only the top image might travel: the target must hold
+            // the same bytes at the same path (the same file, when the folder is shared).
+            var bases: [String: Result<Bool?, VMDriverError>] = [:]
+            // One probe per folder, however many bases it holds (nil inside: cannot tell).
+            var baseFolders: [String: Bool?] = shared.mapValues { $0 }
+            if options.storage == .auto || options.storage == .incremental {
+                for disk in disks where shared[folder(disk.path)] != true || options.home != nil {
+                    for base in disk.chain where bases[base.path] == nil {
+                        let baseFolder = folder(base.path)
+                        if baseFolders[baseFolder] == nil {
+                            baseFolders[baseFolder] = .some(
+                                StoragePools.sameStorage(baseFolder, source: connection, target: targetConnection))
+                        }
+                        if baseFolders[baseFolder] == true {
+                            bases[base.path] = .success(true)
+                            continue
+                        }
+                        do {
+                            bases[base.path] = .success(
+                                try MigrationStorage.sameImage(
+                                    base.path, source: source.storage, target: targetConnection,
+                                    hosts: sourceUUID.flatMap { from in targetUUID.map { (from, $0) } }))
+                        } catch let error as VMDriverError {
+                            bases[base.path] = .failure(error)
+                        } catch {
+                            bases[base.path] = .failure(VMDriverError(.failed, "cannot compare \(base.path): \(error)"))
+                        }
+                    }
+                }
+            }
+            var occupied: [String] = []
+            for disk in disks where shared[folder(disk.path)] != true || options.home != nil {
+                let path = options.home.map { "\($0)/\(PathName.last(disk.path))" } ?? disk.path
+                if (try? ImageInspector.volume(at: path, connection: targetConnection)) != nil { occupied.append(path) }
+            }
+            return MigrationFacts(
+                state: state, sameHost: sourceUUID != nil && sourceUUID == targetUUID, nameTaken: taken, busy: busy,
+                layout: layout,
+                layoutError: layoutError, memoryKiB: try domain.info().maxMemoryKiB,
+                domainType: (try? XMLTree.parse(domain.xmlDescription()))?.attributes["type"], shared: shared,
+                capacities: capacities, bases: bases, occupied: occupied,
+                liveXML: state.isActive ? try domain.xmlDescription([.migratable, .secure]) : nil,
+                inactiveXML: try? domain.xmlDescription([.inactive, .migratable, .secure]))
+        }
+    }
+}
+
+/// The `<host><uuid>` of a capabilities document.
+func hostUUID(_ capabilitiesXML: String) -> String? {
+    (try? XMLTree.parse(capabilitiesXML))?.child("host")?.child("uuid")?.trimmedText
+}
+
+/// The folder a path is in.
+func folder(_ path: String) -> String { PathName.parent(path) }

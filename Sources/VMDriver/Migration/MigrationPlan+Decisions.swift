@@ -1,0 +1,400 @@
+import Foundation
+internal import Libvirt
+import Synchronization
+
+/// The pure decisions of a migration: from gathered facts and options to a type, how each disk
+/// travels, libvirt's flags and parameters, and every reason to refuse. Nothing here asks a host.
+extension MigrationPlan {
+    /// What a migration does, decided from the gathered facts, the options and the source's
+    /// capabilities alone (pure: the fuzz suite drives it with made-up facts): the type, how
+    /// each disk travels, the flags and parameters, the timeout, and every reason to refuse.
+    struct Decision: Sendable {
+        var type: MigrationOptions.MigrationType
+        var storage: MigrationOptions.Storage
+        var moves: [DiskMove]
+        var flags: Domain.MigrateFlags
+        var parameters: Domain.MigrationParameters
+        var timeout: Duration
+        var decisions: [String]
+        var problems: [Problem]
+    }
+
+    static func decide(
+        facts: MigrationFacts, options: MigrationOptions, destination: MigrationDestination, caps: Capabilities,
+        peerURI: String, targetName: String, label: String, sourceLabel: String, targetLabel: String
+    ) -> Decision {
+        var problems: [Problem] = []
+        func fail(_ code: ReturnCode, _ message: String) { problems.append(Problem(code: code, message: message)) }
+        if facts.sameHost {
+            fail(.invalidParameter, "\(destination) is \(sourceLabel) itself, where \(label) already is: give another host")
+        }
+        if facts.busy {
+            // A migration in flight holds the VM's name on the target too: say what is going on,
+            // not that the name is taken.
+            fail(
+                .invalidState,
+                "\(label) is busy with another job (a migration?) on \(sourceLabel): wait for it to end or cancel it")
+        } else if facts.nameTaken {
+            fail(
+                .invalidParameter,
+                "a VM named '\(targetName)' already exists on \(targetLabel): pass a new name (--name) or remove it")
+        }
+        // The type.
+        var type = options.type
+        if type == .auto { type = facts.state.isActive ? .hot : .cold }
+        switch (type, facts.state) {
+        case (_, .suspendedToDisk):
+            fail(
+                .invalidState,
+                "\(label) is suspended to disk: its saved memory state cannot move; start it or discard the saved state first")
+        case (.hot, let state) where !state.isActive, (.warm, let state) where !state.isActive:
+            fail(.invalidState, "\(label) is \(state): a \(type.rawValue) migration needs it running; use --type cold (or auto)")
+        default: break
+        }
+        if let level = caps.migrationTypes[Capabilities.MigrationType(rawValue: type.rawValue) ?? .hot], !level.isAvailable {
+            fail(.notSupported, "\(type.rawValue) migration is not supported on \(sourceLabel): \(level.reason ?? "")")
+        }
+        // Post-copy of a TCG guest lost guest pages in VMDriver's page-pattern test (QEMU 7.2,
+        // 3 of 3 runs with a bandwidth cap, the same with plain virsh): never for TCG guests.
+        let tcg = facts.domainType == "qemu"
+        if options.postcopy && tcg {
+            fail(
+                .notSupported,
+                "post-copy is refused for \(label): it runs under TCG (domain type 'qemu'), where post-copy lost guest memory "
+                    + "pages in VMDriver's page-pattern test; use the converge policy, which pauses the guest to finish instead")
+        }
+        // Storage: how each disk travels.
+        var storage = options.storage
+        var moves: [DiskMove] = []
+        if let error = facts.layoutError {
+            fail(error.code, error.message)
+        } else if let layout = facts.layout {
+            let decided = Self.decideStorage(
+                layout: layout, shared: facts.shared, bases: facts.bases, capacities: facts.capacities, options: options,
+                type: type, targetLabel: targetLabel)
+            moves = decided.moves
+            storage = decided.storage
+            for problem in decided.problems { fail(problem.code, problem.message) }
+            for path in facts.occupied where moves.contains(where: { $0.mode != .shared && $0.targetPath == path }) {
+                fail(
+                    .invalidParameter,
+                    "\(path) already exists on \(targetLabel): VMDriver does not overwrite it; remove it or pick another --home")
+            }
+        }
+
+        // Flags and parameters.
+        var (flags, parameters) = Self.translate(
+            type: type, destination: destination, options: options, moves: moves, tcg: tcg,
+            autoConverge: caps.features[.autoConverge]?.status != .unavailable)
+        let travelling = moves.filter { $0.mode != .shared }
+        if let name = options.newName { parameters.destinationName = name }
+        // New paths (--home), flattened copies and new settings travel as destination XML.
+        let newPaths = travelling.filter { $0.targetPath != $0.disk.path || ($0.mode == .copy && !$0.disk.chain.isEmpty) }
+        let newSettings = options.memoryMiB != nil || options.vcpus != nil
+        if type == .cold {
+            // Offline, libvirt checks the destination XML against the source's ABI and defines
+            // it as it is: new settings are defined on the target afterwards (execute).
+            if !newPaths.isEmpty, let xml = facts.inactiveXML {
+                parameters.destinationXML = Self.rewrite(xml, moves: newPaths, options: options, settings: false, rename: false)
+            }
+        } else {
+            if !newPaths.isEmpty, let xml = facts.liveXML {
+                parameters.destinationXML = Self.rewrite(
+                    xml, moves: newPaths, options: options, settings: false, rename: false)
+            }
+            if !newPaths.isEmpty || newSettings, let xml = facts.inactiveXML {
+                parameters.persistentXML = Self.rewrite(xml, moves: newPaths, options: options, settings: true, rename: true)
+            }
+        }
+        let memoryMiB = facts.memoryKiB / 1024
+        // Default: a minute, plus a second per 8 MiB of memory, plus half a minute and a minute
+        // per GiB of each disk that is copied.
+        var seconds = 60 + Int64(memoryMiB) / 8
+        for move in travelling { seconds += 30 + Int64(move.capacity >> 30) * 60 }
+        let timeout = options.timeout ?? .seconds(seconds)
+        var decisions: [String] = [
+            "type \(type.rawValue)", "storage \(storage.rawValue)", "security \(options.security.rawValue)",
+            "peer URI \(peerURI)", "flags \(describe(flags))", "timeout \(Job<Void>.format(timeout))",
+        ]
+        for move in moves { decisions.append(Self.describe(move)) }
+        if let home = options.home { decisions.append("home \(home) on \(targetLabel) (made if missing)") }
+        return Decision(
+            type: type, storage: storage, moves: moves, flags: flags, parameters: parameters, timeout: timeout,
+            decisions: decisions, problems: problems)
+    }
+
+    /// The libvirt flags and parameters of a migration, decided from the options and how each
+    /// disk travels (pure, so the fuzz suite can check it): UNSAFE only where a disk stays on
+    /// storage that was verified shared (or that the caller declared shared), TLS for the data
+    /// exactly when security is high, the post-copy switch never for TCG guests.
+    static func translate(
+        type: MigrationOptions.MigrationType, destination: MigrationDestination, options: MigrationOptions, moves: [DiskMove],
+        tcg: Bool, autoConverge: Bool
+    ) -> (Domain.MigrateFlags, Domain.MigrationParameters) {
+        var flags: Domain.MigrateFlags = [.peerToPeer, .persistDestination]
+        if !options.keepSource { flags.insert(.undefineSource) }
+        switch type {
+        case .hot: flags.insert(.live)
+        case .cold: flags.insert(.offline)
+        default: break
+        }
+        var parameters = Domain.MigrationParameters()
+        if type != .cold { parameters.migrateURI = "tcp://\(destination.hostForURI)" }
+        let travelling = moves.filter { $0.mode != .shared }
+        if moves.contains(where: { $0.mode == .shared }) {
+            // libvirt calls local filesystems unsafe even when both hosts see them: sharing was
+            // verified above (or asserted with --storage shared), so say so.
+            flags.insert(.unsafe)
+        }
+        if type != .cold && !travelling.isEmpty {
+            // Cold migrations copy image files before libvirt moves the definition (execute).
+            flags.insert(travelling.contains { $0.mode == .incremental } ? .nonSharedIncremental : .nonSharedDisk)
+            parameters.migrateDisks = travelling.map(\.disk.target)
+        }
+        if options.security == .high {
+            flags.insert(.tls)
+            parameters.tlsDestination = destination.host
+        }
+        if let bandwidth = options.bandwidthMiBps { parameters.bandwidth = bandwidth }
+        if options.compress {
+            flags.insert(.compressed)
+            parameters.compression = ["xbzrle"]
+        }
+        if let parallel = options.parallelConnections, parallel > 1 {
+            flags.insert(.parallel)
+            parameters.parallelConnections = Int32(parallel)
+        }
+        if options.autoConverge { flags.insert(.autoConverge) }
+        if options.postcopy { flags.insert(.postcopy) }
+        if options.policy == .converge && type == .hot {
+            // Auto-converge acts only when pre-copy does not converge; post-copy is allowed for
+            // the policy to switch to, if the target's QEMU can do it (see execute) and the
+            // guest is not TCG (see above); otherwise the policy pauses the guest to finish.
+            if autoConverge { flags.insert(.autoConverge) }
+            if !tcg { flags.insert(.postcopy) }
+        }
+        return (flags, parameters)
+    }
+
+    /// Decides how each disk travels: in place when the storage is shared (checked), only its
+    /// top image when the target holds an identical backing chain, else copied whole.
+    static func decideStorage(
+        layout: DiskLayout, shared: [String: Bool], bases: [String: Result<Bool?, VMDriverError>],
+        capacities: [String: UInt64], options: MigrationOptions, type: MigrationOptions.MigrationType, targetLabel: String
+    ) -> (moves: [DiskMove], storage: MigrationOptions.Storage, problems: [Problem]) {
+        var problems: [Problem] = []
+        func chainReady(_ disk: DiskLayout.Disk) -> VMDriverError? {
+            for base in disk.chain {
+                switch bases[base.path] {
+                case .success(true)?: continue
+                case .success(false)?:
+                    return VMDriverError(
+                        .incompatibleParameters,
+                        "\(base.path), the base of \(disk.target), differs on \(targetLabel): copying only the overlay over it would corrupt the disk"
+                    )
+                case .success(nil)?:
+                    return VMDriverError(
+                        .incompatibleParameters, "\(targetLabel) has no \(base.path), the base of \(disk.target)")
+                case .failure(let error)?: return error
+                case nil: return VMDriverError(.incompatibleParameters, "\(base.path) was not compared with \(targetLabel)'s")
+                }
+            }
+            return nil
+        }
+        var moves: [DiskMove] = []
+        for disk in layout.disks {
+            let inPlace: Bool? = options.home != nil ? false : shared[folder(disk.path)]
+            let mode: DiskMove.Mode
+            switch options.storage {
+            case .shared: mode = .shared
+            case .copy: mode = .copy
+            case .incremental:
+                mode = disk.chain.isEmpty ? .copy : .incremental
+                if mode == .incremental, let error = chainReady(disk) {
+                    problems.append(Problem(code: error.code, message: "--storage incremental: \(error.message)"))
+                }
+            case .auto:
+                if inPlace == true {
+                    mode = .shared
+                } else if inPlace == nil {
+                    problems.append(
+                        Problem(
+                            code: .incompatibleParameters,
+                            message:
+                                "cannot tell whether \(disk.path) is on storage \(targetLabel) shares: define a storage pool "
+                                + "for its folder on both hosts, or pass --storage shared or --storage copy"))
+                    mode = .shared
+                } else {
+                    mode = disk.chain.isEmpty || chainReady(disk) != nil ? .copy : .incremental
+                }
+            }
+            let targetPath = options.home.map { "\($0)/\(PathName.last(disk.path))" } ?? disk.path
+            if mode != .shared && capacities[disk.target] == nil {
+                problems.append(Problem(code: .failed, message: "cannot read the size of \(disk.target) (\(disk.path))"))
+            }
+            moves.append(DiskMove(disk: disk, mode: mode, targetPath: targetPath, capacity: capacities[disk.target] ?? 0))
+        }
+        let flattened = moves.filter { $0.mode == .copy && !$0.disk.chain.isEmpty }
+        if type == .cold {
+            for move in flattened {
+                problems.append(
+                    Problem(
+                        code: .notSupported,
+                        message: "a cold migration copies image files, and \(move.disk.target) rests on "
+                            + "\(move.disk.chain.first?.path ?? "a base") that \(targetLabel) does not hold identically: "
+                            + "use --type hot or warm, which copy it flattened"))
+            }
+        } else if !flattened.isEmpty && moves.contains(where: { $0.mode == .incremental }) {
+            // libvirt copies either every disk whole or every top image: a flattened copy and an
+            // incremental one cannot travel together, so all are copied whole.
+            for index in moves.indices where moves[index].mode == .incremental { moves[index].mode = .copy }
+        }
+        let storage: MigrationOptions.Storage =
+            moves.allSatisfy { $0.mode == .shared }
+            ? .shared : moves.contains { $0.mode == .incremental } ? .incremental : .copy
+        return (moves, storage, problems)
+    }
+
+    static func describe(_ move: DiskMove) -> String {
+        switch move.mode {
+        case .shared: return "\(move.disk.target): stays on shared storage (\(move.disk.path))"
+        case .copy: return "\(move.disk.target): copied whole to \(move.targetPath)"
+        case .incremental:
+            let base = move.disk.chain.first?.path ?? "base"
+            return "\(move.disk.target): only its top image is copied to \(move.targetPath), over the target's identical \(base)"
+        }
+    }
+
+    /// Every problem with the options themselves, found without asking a host: code 4 for a
+    /// bad value, code 6 for options that contradict each other.
+    static func validate(options: MigrationOptions, destination: MigrationDestination) -> [Problem] {
+        var problems: [Problem] = []
+        func fail(_ code: ReturnCode, _ message: String) { problems.append(Problem(code: code, message: message)) }
+        if let name = options.newName {
+            do { try CloneDefinition.validate(name: name) } catch { fail(error.code, error.message) }
+        }
+        if let memory = options.memoryMiB, memory < 16 || memory > 16 << 20 {
+            fail(.invalidParameter, "memory \(memory) MiB is not a size VMDriver gives a VM: 16 MiB to 16 TiB")
+        }
+        if let vcpus = options.vcpus, vcpus < 1 || vcpus > 4096 {
+            fail(.invalidParameter, "\(vcpus) vCPUs is not a count VMDriver gives a VM: 1 to 4096")
+        }
+        if let parallel = options.parallelConnections, !(1...255).contains(parallel) {
+            fail(.invalidParameter, "\(parallel) parallel connections is not a count QEMU takes: 1 to 255")
+        }
+        if let timeout = options.timeout, timeout <= .zero {
+            fail(.invalidParameter, "a timeout of \(timeout) is not one: give a positive duration")
+        }
+        if let home = options.home {
+            if let reason = badHome(home) { fail(.invalidParameter, "home folder \(home.debugDescription) \(reason)") }
+            if options.storage == .shared {
+                fail(
+                    .incompatibleParameters,
+                    "--home puts the VM's disks in a folder on the target, --storage shared leaves them where they are: pick one")
+            }
+        }
+        if let pki = options.clientPKIPath, let reason = badHome(pki) {
+            fail(.invalidParameter, "the client PKI path \(pki.debugDescription) \(reason)")
+        }
+        if let given = destination.uri, options.security != .low,
+            !["+tls", "+ssh", "+libssh", "+libssh2"].contains(where: { given.prefix { $0 != ":" }.hasSuffix($0) })
+        {
+            fail(
+                .incompatibleParameters,
+                "security '\(options.security.rawValue)' needs an encrypted control connection, and \(given) is not qemu+tls:// or qemu+ssh://"
+            )
+        }
+        if destination.disablesVerification && options.security == .high {
+            fail(
+                .incompatibleParameters,
+                "security 'high' checks the target's certificate, and \(destination) turns the check off (no_verify): drop no_verify or choose a lower security level"
+            )
+        }
+        return problems
+    }
+
+    /// The URI the source's libvirtd connects to: the one given, or one built for the security
+    /// level (TCP for low, TLS otherwise; certificates always verified).
+    static func peerURI(destination: MigrationDestination, security: MigrationOptions.Security) -> String {
+        if let given = destination.uri { return given }
+        let transport = security == .low ? "tcp" : "tls"
+        return "qemu+\(transport)://\(destination.hostForURI)\(destination.port.map { ":\($0)" } ?? "")/system"
+    }
+
+    /// The URI of VMDriver's own connection to the target: the peer URI with the client's
+    /// pkipath for TLS. The path is percent-encoded: a `&` or `?` in it must not add URI
+    /// parameters (`&no_verify=1` would turn certificate checks off).
+    static func clientURI(peerURI: String, pkiPath: String?) -> String {
+        guard let pki = pkiPath, peerURI.contains("+tls://") else { return peerURI }
+        var allowed = CharacterSet.alphanumerics.intersection(CharacterSet(charactersIn: Unicode.Scalar(0)..<Unicode.Scalar(128)))
+        allowed.insert(charactersIn: "-._~/")
+        let encoded = pki.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
+        // An empty query ("…/system?") or one ending in "&" needs no separator: no empty
+        // parameter in between.
+        var separator = "?"
+        if let mark = peerURI.firstIndex(of: "?") {
+            let query = peerURI[peerURI.index(after: mark)...]
+            separator = query.isEmpty || query.hasSuffix("&") ? "" : "&"
+        }
+        return peerURI + separator + "pkipath=\(encoded)"
+    }
+
+    /// Why a home folder cannot be one, or nil.
+    static func badHome(_ home: String) -> String? {
+        if let problem = Validation.pathProblem(home) { return problem }
+        if (home as NSString).standardizingPath == "/" { return "is the root folder" }
+        return nil
+    }
+
+    /// The definition with the disks' new paths, the new name and (persistent only) the new
+    /// memory and vCPU count.
+    static func rewrite(
+        _ xml: String, moves: [DiskMove], options: MigrationOptions, settings: Bool, rename: Bool
+    ) -> String? {
+        guard let root = try? XMLTree.parse(xml) else { return nil }
+        // libvirt wants the source's name in the destination XML (the new one travels as a
+        // parameter) and the new one in the persistent definition.
+        if rename, let name = options.newName {
+            root.child("name")?.removeChildren { _ in true }
+            root.child("name")?.text = name
+        }
+        for disk in root.child("devices")?.children("disk") ?? [] {
+            guard let source = disk.child("source"), let file = source.attributes["file"],
+                let move = moves.first(where: { $0.disk.path == file })
+            else { continue }
+            source.set("file", move.targetPath)
+            // libvirt reads the chain from the image on the target; a full copy has none.
+            disk.removeChildren { $0.name == "backingStore" }
+        }
+        if settings, let mib = options.memoryMiB {
+            for element in ["memory", "currentMemory"] {
+                guard let node = root.child(element) else { continue }
+                node.set("unit", "MiB")
+                node.text = String(mib)
+            }
+        }
+        if settings, let vcpus = options.vcpus, let node = root.child("vcpu") {
+            node.set("current", nil)
+            node.text = String(vcpus)
+        }
+        return root.serialized()
+    }
+
+    static func securityKey(_ security: MigrationOptions.Security) -> Capabilities.SecurityLevel {
+        switch security {
+        case .low: .low
+        case .normal: .normal
+        case .high: .high
+        }
+    }
+
+    static func describe(_ flags: Domain.MigrateFlags) -> String {
+        let names: [(Domain.MigrateFlags, String)] = [
+            (.live, "live"), (.peerToPeer, "p2p"), (.persistDestination, "persist-dest"), (.undefineSource, "undefine-source"),
+            (.nonSharedDisk, "copy-storage-all"), (.nonSharedIncremental, "copy-storage-inc"), (.unsafe, "unsafe"),
+            (.offline, "offline"), (.compressed, "compressed"), (.autoConverge, "auto-converge"), (.postcopy, "postcopy"),
+            (.tls, "tls"), (.parallel, "parallel"),
+        ]
+        return names.filter { flags.contains($0.0) }.map(\.1).joined(separator: ",")
+    }
+}
