@@ -51,22 +51,16 @@ public struct Capabilities: Sendable, Codable, Equatable {
     public enum CloneType: String, Sendable, Codable, CodingKeyRepresentable, CaseIterable {
         case full, linked
     }
-    public enum MigrationType: String, Sendable, Codable, CodingKeyRepresentable, CaseIterable {
-        case hot, warm, cold
-    }
+    /// The migration types, as `MigrationOptions` names them; capabilities list hot, warm and
+    /// cold (`auto` picks one of them).
+    public typealias MigrationType = MigrationOptions.MigrationType
     public enum Transport: String, Sendable, Codable, CodingKeyRepresentable, CaseIterable {
         case unix, tcp, tls, ssh
     }
-    public enum SecurityLevel: String, Sendable, Codable, CodingKeyRepresentable, CaseIterable {
-        case low, normal, high
-    }
-    /// CIM DestinationHostFormatsSupported.
-    public enum DestinationFormat: String, Sendable, Codable, CaseIterable {
-        case dnsName = "dns-name"
-        case ipv4
-        case ipv6
-        case libvirtURI = "libvirt-uri"
-    }
+    /// The security levels, as `MigrationOptions` names them.
+    public typealias SecurityLevel = MigrationOptions.Security
+    /// CIM DestinationHostFormatsSupported: the destination formats `MigrationDestination` parses.
+    public typealias DestinationFormat = MigrationDestination.Kind
     public enum Feature: String, Sendable, Codable, CodingKeyRepresentable, CaseIterable {
         case postcopy
         /// Parallel migration streams (QEMU multifd).

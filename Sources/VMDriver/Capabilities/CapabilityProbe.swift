@@ -38,7 +38,7 @@ struct CapabilityProbe {
         let cloneTypes = Self.cloneTypes(on: host)
 
         var migrationTypes: [Capabilities.MigrationType: Capabilities.Support] = [:]
-        for type in Capabilities.MigrationType.allCases {
+        for type in Capabilities.MigrationType.concrete {
             migrationTypes[type] =
                 isQEMU ? .available() : .unavailable("the \(host.driver) driver does not migrate")
         }

@@ -4,7 +4,7 @@ import Foundation
 /// (`Capabilities.destinationHostFormats`): a DNS name, an IPv4 or IPv6 address, each with an
 /// optional port (the vendors' target_port), or a libvirt URI.
 public struct MigrationDestination: Sendable, Equatable, CustomStringConvertible {
-    public enum Kind: String, Sendable, Codable {
+    public enum Kind: String, Sendable, Codable, CaseIterable {
         case dnsName = "dns-name"
         case ipv4
         case ipv6

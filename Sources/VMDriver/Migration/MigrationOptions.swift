@@ -4,7 +4,7 @@ import Foundation
 /// Swift's shape.
 public struct MigrationOptions: Sendable, Equatable {
     /// PVMT_* / CIM MigrationType.
-    public enum MigrationType: String, Sendable, Codable, CaseIterable {
+    public enum MigrationType: String, Sendable, Codable, CodingKeyRepresentable, CaseIterable {
         /// Hot if the VM runs (or is paused), cold if it is shut off.
         case auto
         /// Live (CIM Live): the guest keeps running while its memory moves.
@@ -14,10 +14,13 @@ public struct MigrationOptions: Sendable, Equatable {
         /// The guest is shut down, moved, and started again on the target if it was running
         /// (CIM Restart).
         case cold
+
+        /// The types a migration runs as (`auto` resolves to one of them).
+        public static let concrete: [MigrationType] = [.hot, .warm, .cold]
     }
 
     /// PVMSL_*.
-    public enum Security: String, Sendable, Codable, CaseIterable {
+    public enum Security: String, Sendable, Codable, CodingKeyRepresentable, CaseIterable {
         /// Plain TCP for control and data.
         case low
         /// An authenticated, encrypted control connection (TLS); data as the host provides.

@@ -51,7 +51,7 @@ extension MigrationPlan {
             fail(.invalidState, "\(label) is \(state): a \(type.rawValue) migration needs it running; use --type cold (or auto)")
         default: break
         }
-        if let level = caps.migrationTypes[Capabilities.MigrationType(rawValue: type.rawValue) ?? .hot], !level.isAvailable {
+        if let level = caps.migrationTypes[type], !level.isAvailable {
             fail(.notSupported, "\(type.rawValue) migration is not supported on \(sourceLabel): \(level.reason ?? "")")
         }
         // Post-copy of a TCG guest lost guest pages in VMDriver's page-pattern test (QEMU 7.2,
@@ -378,14 +378,6 @@ extension MigrationPlan {
             node.text = String(vcpus)
         }
         return root.serialized()
-    }
-
-    static func securityKey(_ security: MigrationOptions.Security) -> Capabilities.SecurityLevel {
-        switch security {
-        case .low: .low
-        case .normal: .normal
-        case .high: .high
-        }
     }
 
     static func describe(_ flags: Domain.MigrateFlags) -> String {

@@ -64,7 +64,7 @@ struct MigrationPlan: Sendable {
                 ]
             )
         }
-        if let level = caps.securityLevels[securityKey(options.security)], level.status == .unavailable {
+        if let level = caps.securityLevels[options.security], level.status == .unavailable {
             fail(
                 .notSupported,
                 "security '\(options.security.rawValue)' is not available on \(source.label): \(level.reason ?? "")")
