@@ -49,7 +49,9 @@ final class Interrupts: Sendable {
     func register<T: Sendable>(_ job: Job<T>) {
         let cancelNow = state.withLock { state in
             state.cancel = { job.cancel() }
-            state.what = "\(job.kind.rawValue) of \(job.subject)"
+            // "migration of VM 'web' …", "clone 'c' of VM 'web' …" name their operation; a
+            // shutdown's subject is the VM alone.
+            state.what = job.subject.hasPrefix("VM ") ? "\(job.kind.rawValue) of \(job.subject)" : job.subject
             return state.first != nil
         }
         if cancelNow { cancelJob() }

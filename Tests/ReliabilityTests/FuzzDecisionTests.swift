@@ -26,7 +26,7 @@ struct FuzzDecisionTests {
         let host = try await Host.connect("test:///default")
         var caps = try await host.capabilities()
         try await host.close()
-        for type in Capabilities.MigrationType.allCases { caps.migrationTypes[type] = .available("test") }
+        for type in Capabilities.MigrationType.concrete { caps.migrationTypes[type] = .available("test") }
         let destination = try MigrationDestination(parsing: "10.77.0.2")
         let states = Self.element([VMState.running, .paused, .shutOff, .suspendedToDisk, .crashed])
         let disks = Gen<Int>.int(in: 0...2).array(of: 2).array(of: 0...3)  // [folder, depth] per disk
@@ -105,9 +105,11 @@ struct FuzzDecisionTests {
             if occupiedAll { #expect(decided.moves.allSatisfy { $0.mode == .shared }) }
             #expect(decided.timeout > .zero)
         }
-        // The checks above hold for accepted migrations too, not only for refusals.
+        // The checks above hold for accepted migrations too, not only for refusals: with a same
+        // host, a taken name and a busy VM each at one in two, about one set in thirty passes
+        // (80 to 150 of 3000 seen); fewer than 20 means the accepted path went untested.
         let acceptedCount = accepted.count.load(ordering: .relaxed)
-        #expect(acceptedCount >= 100, "only \(acceptedCount) of 3000 made-up migrations were accepted")
+        #expect(acceptedCount >= 20, "only \(acceptedCount) of 3000 made-up migrations were accepted")
     }
 
     final class Accepted: Sendable {

@@ -23,7 +23,7 @@ enum Subprocess {
 
 /// VMDriver's spawn helper as the benchmarks call it (`vmbench spawn`, beside swift-subprocess).
 @_spi(Benchmarks) public enum SpawnHelper {
-    /// Runs `executable` with `arguments` as VMDriver runs qemu-img and cp (posix_spawn, both
+    /// Runs `executable` with `arguments` as VMDriver runs qemu-img and cp (spawned directly, both
     /// pipes drained, a process group of its own); returns its exit status and the bytes of
     /// its standard output.
     public static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, outputBytes: Int) {
