@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VMDriverTestSupport
 
 /// What the fault tests do to the testbed, through `scripts/testbed.sh` and by PID.
 enum Faults {
