@@ -50,6 +50,4 @@ enum Faults {
 extension SerialLog {
     /// The dirtying workload's page-check lines ("VMDRIVER-DIRTY pass=N ok|CORRUPT …").
     func passes() -> [String] { lines().filter { $0.hasPrefix("VMDRIVER-DIRTY pass=") } }
-    /// The number of boots the log shows.
-    func boots() -> Int { lines().filter { $0.hasPrefix("VMDRIVER-INIT") }.count }
 }

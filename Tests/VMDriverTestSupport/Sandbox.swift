@@ -57,6 +57,36 @@ package final class Sandbox {
             ])
     }
 
+    /// Writes the boot-sector guest's domain XML with `devices` (elements) added to its devices
+    /// and returns its path.
+    package func writeBootSectorXML(domainType: String, adding devices: String) throws -> String {
+        let path = try writeBootSectorXML(domainType: domainType)
+        let xml = try String(contentsOfFile: path, encoding: .utf8)
+        try xml.replacingOccurrences(of: "<controller type='usb'", with: devices + "<controller type='usb'")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Writes the boot-sector guest's domain XML with a second disk (IDE hdb): a raw image of
+    /// `mib` MiB of random bytes, big enough for a copy of it to be in flight. Returns the XML's
+    /// path and the image.
+    package func writeBootSectorXML(domainType: String, randomDiskMiB mib: Int) throws -> (xml: String, disk: URL) {
+        let big = try makeRandomDisk(mib: mib)
+        return (try writeBootSectorXML(domainType: domainType, adding: Self.rawDiskElement(big)), big)
+    }
+
+    /// A raw image of `mib` MiB of random bytes in the sandbox (`big.raw`).
+    package func makeRandomDisk(mib: Int) throws -> URL {
+        let big = directory.appendingPathComponent("big.raw")
+        try run("dd", ["if=/dev/urandom", "of=\(big.path)", "bs=1M", "count=\(mib)", "status=none"])
+        return big
+    }
+
+    /// The `<disk>` element of a raw image attached as `target` on `bus`.
+    package static func rawDiskElement(_ image: URL, target: String = "hdb", bus: String = "ide") -> String {
+        "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='\(image.path)'/><target dev='\(target)' bus='\(bus)'/></disk>"
+    }
+
     private func fill(_ template: String, _ values: [String: String]) throws -> String {
         try Integration.fill(template, values).write(to: xmlFile, atomically: true, encoding: .utf8)
         return xmlFile.path
@@ -112,6 +142,9 @@ package struct SerialLog {
             line.hasPrefix("VMDRIVER-HEARTBEAT ") ? Int(line.dropFirst("VMDRIVER-HEARTBEAT ".count)) : nil
         }
     }
+
+    /// The number of boots the log shows.
+    package func boots() -> Int { lines().filter { $0.hasPrefix("VMDRIVER-INIT") }.count }
 
     /// The markers file as the guest printed it on its last boot.
     package func markers() -> [String]? {
