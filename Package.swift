@@ -49,15 +49,18 @@ let package = Package(
         // Imports CLibvirt too: the constant tests check the header reader against the compiler.
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "CLibvirt"]),
         .testTarget(name: "VMDriverTests", dependencies: ["VMDriver", "Libvirt"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VMDriver", "Libvirt"]),
+        // What the test targets share: sandboxes and the testbed's guests, the vmctl runner,
+        // the checks on guests and host processes. Not a test target: it holds no tests.
+        .target(name: "VMDriverTestSupport", dependencies: ["VMDriver", "Libvirt"], path: "Tests/VMDriverTestSupport"),
+        .testTarget(name: "IntegrationTests", dependencies: ["VMDriver", "Libvirt", "VMDriverTestSupport"]),
         // Runs the built vmctl; depends on it so `swift test` builds it first.
-        .testTarget(name: "CLITests", dependencies: ["vmctl"]),
+        .testTarget(name: "CLITests", dependencies: ["vmctl", "VMDriverTestSupport"]),
         // Bad input, fuzzing, security and the fault matrix (RELIABILITY.md); depends on
         // vmctl so the built tool is there for the CLI cases.
         .testTarget(
             name: "ReliabilityTests",
             dependencies: [
-                "VMDriver", "Libvirt", "vmctl",
+                "VMDriver", "Libvirt", "vmctl", "VMDriverTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VMDriverTestSupport
 
 @Suite("vmctl jobs and abort on test:///default")
 struct JobsCLITests {

@@ -1,49 +1,6 @@
 import Foundation
 import Testing
-
-/// Runs the built `vmctl` and checks what a user sees: stdout, stderr, exit status.
-struct VMCtl {
-    struct Output {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-
-        func json() throws -> Any {
-            try JSONSerialization.jsonObject(with: Data(stdout.utf8))
-        }
-    }
-
-    /// `.build/debug/vmctl` of this package, or $VMCTL.
-    static var path: String {
-        if let path = ProcessInfo.processInfo.environment["VMCTL"] { return path }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug/vmctl").path
-    }
-
-    static func run(_ arguments: String...) throws -> Output { try run(arguments) }
-
-    static func run(_ arguments: [String]) throws -> Output {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment.removeValue(forKey: "VMDRIVER_CONNECT")
-        environment.removeValue(forKey: "LIBVIRT_DEFAULT_URI")
-        process.environment = environment
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Output(
-            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-            stderr: String(decoding: stderr, as: UTF8.self))
-    }
-}
+import VMDriverTestSupport
 
 @Suite("vmctl on test:///default")
 struct VMCtlTestDriverTests {

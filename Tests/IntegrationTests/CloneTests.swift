@@ -1,6 +1,7 @@
 import Foundation
 import Libvirt
 import Testing
+import VMDriverTestSupport
 
 @testable import VMDriver
 
@@ -306,15 +307,11 @@ struct CloneTests {
         defer { sandbox.cleanUp() }
         try sandbox.copyDataDisk()
         // A second, big disk full of data, so the copy is still going when the cancel lands.
-        let big = sandbox.directory.appendingPathComponent("big.raw")
-        try run("dd", ["if=/dev/urandom", "of=\(big.path)", "bs=1M", "count=768", "status=none"])
+        let big = try sandbox.makeRandomDisk(mib: 768)
         let path = try sandbox.writeLinuxXML(domainType: type, tag: "src")
         var xml = try String(contentsOfFile: path, encoding: .utf8)
         xml = xml.replacingOccurrences(
-            of: "</devices>",
-            with:
-                "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='\(big.path)'/><target dev='vdb' bus='virtio'/></disk></devices>"
-        )
+            of: "</devices>", with: Sandbox.rawDiskElement(big, target: "vdb", bus: "virtio") + "</devices>")
         try xml.write(toFile: path, atomically: true, encoding: .utf8)
         let source = try await host.open(path)
         // Running: the cancel must also merge the source's temporary overlays back.

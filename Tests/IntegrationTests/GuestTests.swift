@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VMDriverTestSupport
 
 @testable import VMDriver
 

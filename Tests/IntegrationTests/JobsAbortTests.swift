@@ -1,6 +1,7 @@
 import Foundation
 import Libvirt
 import Testing
+import VMDriverTestSupport
 
 @testable import VMDriver
 
@@ -30,8 +31,9 @@ struct JobsAbortTests {
             (stdout, stderr) = (base.appendingPathExtension("out"), base.appendingPathExtension("err"))
             _ = FileManager.default.createFile(atPath: stdout.path, contents: nil)
             _ = FileManager.default.createFile(atPath: stderr.path, contents: nil)
-            process.executableURL = URL(fileURLWithPath: VMCtlPath.path)
+            process.executableURL = URL(fileURLWithPath: VMCtl.path)
             process.arguments = arguments
+            process.environment = VMCtl.environment()
             process.standardOutput = try FileHandle(forWritingTo: stdout)
             process.standardError = try FileHandle(forWritingTo: stderr)
             try process.run()
@@ -59,7 +61,7 @@ struct JobsAbortTests {
 
     /// `vmctl -c hosta … --json`, parsed.
     func jobs(_ guest: TestbedGuest) throws -> [String: Any]? {
-        let output = try VMCtlPath.run(["-c", Testbed.Name.hosta.uri, "jobs", guest.name, "--json"])
+        let output = try VMCtl.run(["-c", Testbed.Name.hosta.uri, "jobs", guest.name, "--json"])
         guard output.status == 0 else { return nil }
         let rows = try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [[String: Any]]
         return rows?.first
@@ -118,11 +120,11 @@ struct JobsAbortTests {
 
         // hostb sees the incoming half with the record that travelled in the domain's metadata;
         // libvirt aborts a migration only on its source: code 5 there.
-        let incoming = try VMCtlPath.run(["-c", Testbed.Name.hostb.uri, "jobs", guest.name, "--json"])
+        let incoming = try VMCtl.run(["-c", Testbed.Name.hostb.uri, "jobs", guest.name, "--json"])
         let incomingRow = (try JSONSerialization.jsonObject(with: Data(incoming.stdout.utf8)) as? [[String: Any]])?.first
         let incomingOwner = (incomingRow?["record"] as? [String: Any])?["owner"] as? [String: Any]
         #expect(incomingOwner?["pid"] as? Int == Int(owner.pid), "\(incoming.stdout)")
-        let wrongHost = try VMCtlPath.run(["-c", Testbed.Name.hostb.uri, "abort", guest.name])
+        let wrongHost = try VMCtl.run(["-c", Testbed.Name.hostb.uri, "abort", guest.name])
         #expect(wrongHost.status == 5, "\(wrongHost.stderr)")
         #expect(owner.process.isRunning, "the migration goes on")
 
@@ -131,7 +133,7 @@ struct JobsAbortTests {
         // Seen from here, the record's owner is gone.
         #expect(await Integration.waitFor(5) { (try? jobs(guest))?["owner"] as? String == "gone" })
 
-        let abort = try VMCtlPath.run(["-c", Testbed.Name.hosta.uri, "abort", guest.name, "--json"])
+        let abort = try VMCtl.run(["-c", Testbed.Name.hosta.uri, "abort", guest.name, "--json"])
         #expect(abort.status == 0, "\(abort.stderr)")
         let result = try JSONSerialization.jsonObject(with: Data(abort.stdout.utf8)) as? [String: Any]
         #expect(result?["removed"] as? [String] == [guest.diskPath], "\(abort.stdout)")
@@ -147,7 +149,7 @@ struct JobsAbortTests {
         #expect(await guest.keepsBeating(after: guest.log.heartbeats().count))
 
         // The same migration, uncapped, now succeeds.
-        let again = try VMCtlPath.run(migrateArguments(guest, capped: false))
+        let again = try VMCtl.run(migrateArguments(guest, capped: false))
         #expect(again.status == 0, "\(again.stderr)")
         #expect(try guest.hosts() == [.hostb])
         #expect(try guest.state(on: .hostb) == .running)
@@ -184,7 +186,7 @@ struct JobsAbortTests {
 
         owner.kill(SIGKILL)
         #expect(await owner.exitStatus(within: 10) != nil)
-        let abort = try VMCtlPath.run(["-c", Testbed.Name.hosta.uri, "abort", guest.name, "--json"])
+        let abort = try VMCtl.run(["-c", Testbed.Name.hosta.uri, "abort", guest.name, "--json"])
         #expect(abort.status == 0, "\(abort.stderr)")
 
         #expect(try guest.state(on: .hosta) == .running)
@@ -202,14 +204,14 @@ struct JobsAbortTests {
         defer { first.kill() }
         _ = try await waitUntilListed(guest, owner: first)
 
-        let second = try VMCtlPath.run(migrateArguments(guest, capped: false))
+        let second = try VMCtl.run(migrateArguments(guest, capped: false))
         #expect(second.status == 5, "\(second.stderr)")
         #expect(second.stderr.contains("migration"), "\(second.stderr)")
         #expect(second.stderr.contains("pid \(first.pid)"), "\(second.stderr)")
         #expect(first.process.isRunning, "the first migration goes on")
 
         // abort with the owner alive: libvirt's job ends, the owner rolls back and removes its record.
-        let abort = try VMCtlPath.run(["-c", Testbed.Name.hosta.uri, "abort", guest.name, "--json"])
+        let abort = try VMCtl.run(["-c", Testbed.Name.hosta.uri, "abort", guest.name, "--json"])
         #expect(abort.status == 0, "\(abort.stderr)")
         let firstStatus = await first.exitStatus(within: 30)
         #expect(firstStatus != nil && firstStatus != 0, "the first vmctl reports its migration failed: \(first.errors)")
@@ -217,45 +219,5 @@ struct JobsAbortTests {
         #expect(try guest.hosts() == [.hosta])
         #expect(try guest.state(on: .hosta) == .running)
         #expect(!FileManager.default.fileExists(atPath: guest.diskFromHere(on: .hostb)))
-    }
-}
-
-/// The built vmctl, run with an argument array.
-enum VMCtlPath {
-    struct Output {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
-
-    /// `.build/debug/vmctl` of this package, or $VMCTL.
-    static var path: String {
-        if let path = ProcessInfo.processInfo.environment["VMCTL"] { return path }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug/vmctl").path
-    }
-
-    /// Runs vmctl to its end; its output goes through files, so neither stream can fill up
-    /// and block it.
-    static func run(_ arguments: [String]) throws -> Output {
-        let base = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-\(UUID().uuidString)")
-        let (out, err) = (base.appendingPathExtension("out"), base.appendingPathExtension("err"))
-        defer {
-            try? FileManager.default.removeItem(at: out)
-            try? FileManager.default.removeItem(at: err)
-        }
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        try process.run()
-        process.waitUntilExit()
-        return Output(
-            status: process.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),
-            stderr: try String(contentsOf: err, encoding: .utf8))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Libvirt
 import Testing
+import VMDriverTestSupport
 
 @testable import VMDriver
 
@@ -85,7 +86,7 @@ struct MigrationTests {
                 #expect(try #require(result.downtimeMilliseconds) < 5_000)
                 #expect(try #require(result.bytesTransferred) > 1 << 20)
                 #expect(await guest.keepsBeating(after: beats), "no heartbeat after the \(type) migration to \(to)")
-                #expect(guest.log.lines().filter { $0.hasPrefix("VMDRIVER-INIT") }.count == 1)
+                #expect(guest.log.boots() == 1)
             }
         }
         // The data written before the migrations is on the disk after them.
@@ -272,7 +273,7 @@ struct MigrationTests {
         #expect(try guest.state(on: from) == .running)
         #expect(try Testbed.domains(on: from.other, prefix: guest.name) == [])
         #expect(await guest.keepsBeating(after: beats ?? guest.log.heartbeats().count))
-        #expect(guest.log.lines().filter { $0.hasPrefix("VMDRIVER-INIT") }.count == 1)
+        #expect(guest.log.boots() == 1)
     }
 
     @Test func badDestinationsAndTheSameHostAreCode4() async throws {

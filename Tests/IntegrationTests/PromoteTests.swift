@@ -1,6 +1,7 @@
 import Foundation
 import Libvirt
 import Testing
+import VMDriverTestSupport
 
 @testable import VMDriver
 
@@ -13,15 +14,7 @@ struct PromoteTests {
     @Test func aBlockPullAbortedElsewhereIsAFailureNotAPromotion() async throws {
         let sandbox = try Sandbox("promote-abort")
         defer { sandbox.cleanUp() }
-        let big = sandbox.directory.appendingPathComponent("big.raw")
-        try run("dd", ["if=/dev/urandom", "of=\(big.path)", "bs=1M", "count=768", "status=none"])
-        let path = try sandbox.writeBootSectorXML(domainType: "qemu")
-        let xml = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(
-            of: "<controller type='usb'",
-            with:
-                "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='\(big.path)'/><target dev='hdb' bus='ide'/></disk><controller type='usb'"
-        )
-        try xml.write(toFile: path, atomically: true, encoding: .utf8)
+        let (path, big) = try sandbox.writeBootSectorXML(domainType: "qemu", randomDiskMiB: 768)
         let host = try await Host.connect(Integration.uri)
         defer { Task { try? await host.close() } }
         let source = try await host.open(path)

@@ -1,6 +1,7 @@
 import Foundation
 import Libvirt
 import Testing
+import VMDriverTestSupport
 
 @testable import VMDriver
 
@@ -43,27 +44,8 @@ struct RemoteStorageTests {
         }
     }
 
-    /// Runs the built `vmctl` against hosta; returns its exit status and output.
-    func vmctl(_ arguments: String...) throws -> (status: Int32, stdout: String, stderr: String) {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let process = Process()
-        process.executableURL = root.appendingPathComponent(".build/debug/vmctl")
-        process.arguments = ["-c", hosta.uri] + arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment.removeValue(forKey: "VMDRIVER_CONNECT")
-        environment.removeValue(forKey: "LIBVIRT_DEFAULT_URI")
-        process.environment = environment
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
-    }
+    /// Runs the built `vmctl` against hosta.
+    func vmctl(_ arguments: String...) throws -> VMCtl.Output { try VMCtl.run(["-c", hosta.uri] + arguments) }
 
     /// hosta's path `path` (under /var/lib/libvirt/images) as reached from here.
     func fromHere(_ path: String) -> String { "\(hosta.imagesFromHere)/\(PathName.last(path))" }

@@ -1,57 +1,6 @@
 import Foundation
 import Testing
-
-/// Runs the built `vmctl` (this package's .build/debug/vmctl, or $VMCTL) in a fresh, empty
-/// working folder, which must stay empty: no argument may turn into a file.
-struct CLIRun {
-    var status: Int32
-    var crashed: Bool
-    var stdout: String
-    var stderr: String
-    var leftovers: [String]
-
-    static var vmctl: String {
-        if let path = ProcessInfo.processInfo.environment["VMCTL"] { return path }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(".build/debug/vmctl").path
-    }
-
-    static func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> CLIRun {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("vmctl-cwd-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: vmctl)
-        process.arguments = arguments
-        process.currentDirectoryURL = folder
-        var environment = ProcessInfo.processInfo.environment
-        environment.removeValue(forKey: "VMDRIVER_CONNECT")
-        environment.removeValue(forKey: "LIBVIRT_DEFAULT_URI")
-        environment.removeValue(forKey: "VMDRIVER_PKIPATH")
-        process.environment = environment.merging(extra) { $1 }
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Both pipes at once: a message that echoes a 100 kB argument fills one pipe while
-        // the other is being read.
-        let group = DispatchGroup()
-        nonisolated(unsafe) var stderr = Data()
-        group.enter()
-        DispatchQueue.global().async {
-            stderr = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
-        return CLIRun(
-            status: process.terminationStatus, crashed: process.terminationReason == .uncaughtSignal,
-            stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self),
-            leftovers: (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])
-    }
-}
+import VMDriverTestSupport
 
 @Suite("Bad input: vmctl")
 struct BadInputCLITests {
@@ -113,7 +62,7 @@ struct BadInputCLITests {
 
     @Test(arguments: cases)
     func refusedWithTheRightCodeNamingTheValue(arguments: [String], status: Int32, words: String) throws {
-        let run = try CLIRun.run(["-c", "test:///default"] + arguments)
+        let run = try VMCtl.run(["-c", "test:///default"] + arguments)
         let shown = arguments.map { String($0.prefix(50)) }
         #expect(!run.crashed, "\(shown) crashed: \(run.stderr.suffix(500))")
         #expect(run.status == status, "\(shown): exit \(run.status), \(run.stderr.prefix(300))")
@@ -124,7 +73,7 @@ struct BadInputCLITests {
 
     @Test(arguments: ["", "not a uri", "test:///default\n", "://", huge, "漢字:///x"])
     func malformedConnectURIsExit4(uri: String) throws {
-        let run = try CLIRun.run(["-c", uri, "list"])
+        let run = try VMCtl.run(["-c", uri, "list"])
         #expect(!run.crashed)
         #expect(run.status == 4, "\(uri.prefix(40).debugDescription): \(run.stderr.prefix(300))")
         #expect(run.stderr.contains("not a libvirt URI"), "\(run.stderr.prefix(300))")

@@ -1,6 +1,7 @@
 import Foundation
 import Libvirt
 import Testing
+import VMDriverTestSupport
 
 @testable import VMDriver
 
@@ -19,23 +20,8 @@ struct CloneFaultTests {
 
     /// A shut-off source with a raw data disk of `mib` MiB of random bytes.
     func source(_ sandbox: Sandbox, mib: Int) async throws -> (VirtualMachine, URL) {
-        let big = sandbox.directory.appendingPathComponent("big.raw")
-        try run("dd", ["if=/dev/urandom", "of=\(big.path)", "bs=1M", "count=\(mib)", "status=none"])
-        let path = try bootSectorXML(
-            sandbox,
-            adding:
-                "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='\(big.path)'/><target dev='hdb' bus='ide'/></disk>"
-        )
+        let (path, big) = try sandbox.writeBootSectorXML(domainType: "qemu", randomDiskMiB: mib)
         return (try await host.open(path), big)
-    }
-
-    /// The sandbox's boot-sector guest definition (TCG) with `device` added to its devices.
-    func bootSectorXML(_ sandbox: Sandbox, adding device: String) throws -> String {
-        let path = try sandbox.writeBootSectorXML(domainType: "qemu")
-        let xml = try String(contentsOfFile: path, encoding: .utf8)
-        try xml.replacingOccurrences(of: "<controller type='usb'", with: device + "<controller type='usb'")
-            .write(toFile: path, atomically: true, encoding: .utf8)
-        return path
     }
 
     /// What must not change: the files in the sandbox, the source's definition, the data.
@@ -135,16 +121,6 @@ struct CloneFaultTests {
         }
     }
 
-    /// The `cp` or `qemu-img` whose command line names `path`.
-    func copyProcesses(reading path: String) -> [Int32] {
-        let pids = ((try? run("pgrep", ["-f", "--", path])) ?? "").split(whereSeparator: \.isNewline).compactMap { Int32($0) }
-        return pids.filter { pid in
-            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(
-                in: .whitespacesAndNewlines)
-            return comm == "cp" || comm == "qemu-img"
-        }
-    }
-
     @Test func cancelMidCopy() async throws {
         var cancelledAt: UInt64 = 0
         try await struckMidCopy("cf-cancel") { job, bytes, _ in
@@ -211,8 +187,9 @@ struct CloneFaultTests {
     @Test func fiftyConcurrentLinkedClonesAreDistinctAndAllBoot() async throws {
         let sandbox = try Sandbox("cf-fifty")
         defer { sandbox.cleanUp() }
-        let path = try bootSectorXML(
-            sandbox, adding: "<interface type='user'><mac address='52:54:00:00:00:01'/><model type='e1000'/></interface>")
+        let path = try sandbox.writeBootSectorXML(
+            domainType: "qemu",
+            adding: "<interface type='user'><mac address='52:54:00:00:00:01'/><model type='e1000'/></interface>")
         let source = try await host.open(path)
         let prefix = sandbox.name
         let clones = try await withThrowingTaskGroup(of: VirtualMachine.self) { group in

@@ -1,6 +1,7 @@
 import Foundation
 import Libvirt
 import Testing
+import VMDriverTestSupport
 
 @testable import VMDriver
 
@@ -282,7 +283,8 @@ struct FaultMatrixTests {
     /// migration runs inside the source's libvirtd, not in the client: what happens to it?
     func killClient(_ guest: TestbedGuest, from: Testbed.Name, to: Testbed.Name) async throws -> Outcome {
         let vmctl = Process()
-        vmctl.executableURL = Faults.root.appendingPathComponent(".build/debug/vmctl")
+        vmctl.executableURL = URL(fileURLWithPath: VMCtl.path)
+        vmctl.environment = VMCtl.environment()
         vmctl.arguments = [
             "-c", from.uri, "migrate", guest.name, to.address, "--bandwidth", "8", "--policy", "plain", "--timeout", "150",
         ]

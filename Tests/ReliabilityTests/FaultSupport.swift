@@ -1,19 +1,16 @@
 import Foundation
 import Testing
+import VMDriverTestSupport
 
 /// What the fault tests do to the testbed, through `scripts/testbed.sh` and by PID.
 enum Faults {
-    /// The package's root (scripts live there).
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
     /// How many times each case runs: 3 by default (the whole suite takes about 11 minutes
     /// then, RELIABILITY.md), `VMDRIVER_RELIABILITY_REPEAT` if set (10 with `scripts/test.sh --long`).
     static let repeats = max(1, Int(ProcessInfo.processInfo.environment["VMDRIVER_RELIABILITY_REPEAT"] ?? "") ?? 3)
 
     @discardableResult
     static func testbed(_ arguments: String...) throws -> String {
-        try run("bash", [root.appendingPathComponent("scripts/testbed.sh").path] + arguments)
+        try run("bash", [packageRoot.appendingPathComponent("scripts/testbed.sh").path] + arguments)
     }
 
     /// The PID of a host's libvirtd.
@@ -53,6 +50,4 @@ enum Faults {
 extension SerialLog {
     /// The dirtying workload's page-check lines ("VMDRIVER-DIRTY pass=N ok|CORRUPT …").
     func passes() -> [String] { lines().filter { $0.hasPrefix("VMDRIVER-DIRTY pass=") } }
-    /// The number of boots the log shows.
-    func boots() -> Int { lines().filter { $0.hasPrefix("VMDRIVER-INIT") }.count }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Libvirt
 import PropertyBased
 import Testing
+import VMDriverTestSupport
 
 @testable import VMDriver
 
@@ -201,8 +202,7 @@ struct FuzzPropertyTests {
 
     // MARK: The committed corpus, replayed every run
 
-    static let corpus: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Fuzz/corpus")
+    static let corpus = packageRoot.appendingPathComponent("Fuzz/corpus")
 
     @Test(arguments: ["destination", "xml", "name"])
     func committedCorpusReplays(target: String) throws {

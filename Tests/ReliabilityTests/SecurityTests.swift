@@ -3,11 +3,9 @@ import Libvirt
 import Logging
 import Synchronization
 import Testing
+import VMDriverTestSupport
 
 @testable import VMDriver
-
-private let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
 
 /// Every .swift file under Sources, with its path relative to the package.
 private func sources() throws -> [(path: String, text: String)] {
@@ -188,7 +186,7 @@ struct SecurityTests {
         do { _ = try await vm.migrate(to: "127.0.0.1:1", options: options) } catch { messages.append(error.message) }
         try await host.close()
         // vmctl --verbose, the same way.
-        let run = try CLIRun.run(
+        let run = try VMCtl.run(
             [
                 "-c", "test:///default", "--verbose", "migrate", "test", "qemu+tls://127.0.0.1:1/system", "--security", "high",
                 "--pkipath", folder.path,

@@ -5,40 +5,40 @@ import Testing
 /// The two-host testbed `scripts/test.sh` brings up with `scripts/testbed.sh up`: hosta and
 /// hostb, each its own libvirtd in its own namespaces. Tests that need it are enabled only when
 /// test.sh exported where the hosts are.
-enum Testbed {
-    static let environment = ProcessInfo.processInfo.environment
-    static let enabled = Integration.enabled && environment["VMDRIVER_TESTBED_HOSTA_URI"] != nil
-    static let root = environment["VMDRIVER_TESTBED"] ?? "/var/lib/vmdriver-testbed"
+package enum Testbed {
+    package static let environment = ProcessInfo.processInfo.environment
+    package static let enabled = Integration.enabled && environment["VMDRIVER_TESTBED_HOSTA_URI"] != nil
+    package static let root = environment["VMDRIVER_TESTBED"] ?? "/var/lib/vmdriver-testbed"
 
-    enum Name: String, CaseIterable, Sendable, CustomStringConvertible {
+    package enum Name: String, CaseIterable, Sendable, CustomStringConvertible {
         case hosta, hostb
-        var other: Name { self == .hosta ? .hostb : .hosta }
-        var description: String { rawValue }
-        var uri: String { Testbed.environment["VMDRIVER_TESTBED_\(rawValue.uppercased())_URI"] ?? "" }
-        var address: String { Testbed.environment["VMDRIVER_TESTBED_\(rawValue.uppercased())_ADDR"] ?? "" }
+        package var other: Name { self == .hosta ? .hostb : .hosta }
+        package var description: String { rawValue }
+        package var uri: String { Testbed.environment["VMDRIVER_TESTBED_\(rawValue.uppercased())_URI"] ?? "" }
+        package var address: String { Testbed.environment["VMDRIVER_TESTBED_\(rawValue.uppercased())_ADDR"] ?? "" }
         /// This host's own images folder (`/var/lib/libvirt/images` inside it), from here.
-        var imagesFromHere: String { "\(Testbed.root)/\(rawValue)/lib/images" }
+        package var imagesFromHere: String { "\(Testbed.root)/\(rawValue)/lib/images" }
         /// Where this host keeps QEMU's certificates (its /etc/pki/qemu), from here.
-        var qemuPKIFromHere: String { "\(Testbed.root)/\(rawValue)/pki/qemu" }
+        package var qemuPKIFromHere: String { "\(Testbed.root)/\(rawValue)/pki/qemu" }
     }
 
     /// The folder both hosts see at the same path (pool "shared").
-    static var shared: String { "\(root)/shared" }
+    package static var shared: String { "\(root)/shared" }
     /// The pkipath for TLS connections from this namespace.
-    static var clientPKI: String { "\(root)/client" }
+    package static var clientPKI: String { "\(root)/client" }
 
     /// A plain connection to a host, for checks that must not depend on the code under test.
-    static func connection(_ host: Name) throws -> Connection { try Connection(uri: host.uri) }
+    package static func connection(_ host: Name) throws -> Connection { try Connection(uri: host.uri) }
 
     /// The names of the domains a host has defined or running whose name starts with `prefix`.
-    static func domains(on host: Name, prefix: String) throws -> [String] {
+    package static func domains(on host: Name, prefix: String) throws -> [String] {
         let connection = try connection(host)
         defer { try? connection.close() }
         return try connection.listAllDomains().compactMap { try? $0.name() }.filter { $0.hasPrefix(prefix) }
     }
 
     /// QEMU processes of a guest on a host (by its name on QEMU's command line).
-    static func qemuProcesses(named name: String) -> Int {
+    package static func qemuProcesses(named name: String) -> Int {
         let pids = (try? run("pgrep", ["-f", "guest=\(name),"])) ?? ""
         return pids.split(whereSeparator: \.isNewline).count
     }
@@ -47,40 +47,40 @@ enum Testbed {
 /// One test's Linux guest on the testbed: its disk on shared storage (both hosts see it) or in
 /// one host's own images folder, its serial log on shared storage so it can be read whichever
 /// host runs it. `cleanUp()` removes its domains and files from both hosts.
-final class TestbedGuest {
-    enum Placement { case shared, local(Testbed.Name) }
+package final class TestbedGuest {
+    package enum Placement { case shared, local(Testbed.Name) }
 
-    let name: String
-    let placement: Placement
-    let domainType: String
+    package let name: String
+    package let placement: Placement
+    package let domainType: String
 
-    init(_ label: String, placement: Placement = .shared, domainType: String) {
+    package init(_ label: String, placement: Placement = .shared, domainType: String) {
         name = "vmdriver-mig-\(label)-\(UUID().uuidString.prefix(6).lowercased())"
         self.placement = placement
         self.domainType = domainType
     }
 
     /// The disk's path as libvirt sees it (inside the hosts).
-    var diskPath: String {
+    package var diskPath: String {
         switch placement {
         case .shared: "\(Testbed.shared)/\(name).qcow2"
         case .local: "/var/lib/libvirt/images/\(name).qcow2"
         }
     }
     /// The disk's path from here on a host.
-    func diskFromHere(on host: Testbed.Name) -> String {
+    package func diskFromHere(on host: Testbed.Name) -> String {
         switch placement {
         case .shared: diskPath
         case .local: "\(host.imagesFromHere)/\(name).qcow2"
         }
     }
-    var serialPath: String { "\(Testbed.shared)/\(name).serial.log" }
-    var log: SerialLog { SerialLog(url: URL(fileURLWithPath: serialPath)) }
+    package var serialPath: String { "\(Testbed.shared)/\(name).serial.log" }
+    package var log: SerialLog { SerialLog(url: URL(fileURLWithPath: serialPath)) }
 
     /// Defines the guest on `host` with a copy of the fixture data disk and starts it; waits for
     /// its first heartbeat.
     /// `diskReady`: the test made the disk (an overlay, say) at `diskFromHere(on:)` itself.
-    func boot(
+    package func boot(
         on host: Testbed.Name, tag: String = "mig", cmdline extra: String = "", start: Bool = true, diskReady: Bool = false
     ) async throws {
         let disk = diskFromHere(on: host)
@@ -109,7 +109,7 @@ final class TestbedGuest {
 
     /// Defines and starts the boot-sector guest (16 MiB, raw image on shared storage) under
     /// `domainType`; waits for its first tick.
-    func bootBootSector(on host: Testbed.Name, domainType: String) async throws {
+    package func bootBootSector(on host: Testbed.Name, domainType: String) async throws {
         let image = "\(Testbed.shared)/\(name).img"
         try FileManager.default.copyItem(
             at: Integration.fixtures.appendingPathComponent("bootsector.img"), to: URL(fileURLWithPath: image))
@@ -123,22 +123,22 @@ final class TestbedGuest {
     }
 
     /// The hosts on which the guest is defined or running.
-    func hosts() throws -> [Testbed.Name] {
+    package func hosts() throws -> [Testbed.Name] {
         try Testbed.Name.allCases.filter { try Testbed.domains(on: $0, prefix: name).contains(name) }
     }
 
     /// The guest's state on a host, or nil where it has no such domain.
-    func state(on host: Testbed.Name, name: String? = nil) throws -> Domain.State? {
+    package func state(on host: Testbed.Name, name: String? = nil) throws -> Domain.State? {
         let connection = try Testbed.connection(host)
         defer { try? connection.close() }
         return try? connection.lookupDomain(name: name ?? self.name).state().state
     }
 
     /// The markers file read from the disk image on the host, not through the guest.
-    func markersOnDisk(_ path: String) throws -> [String] { try Integration.markers(inImage: path) }
+    package func markersOnDisk(_ path: String) throws -> [String] { try Integration.markers(inImage: path) }
 
     /// The definition a host keeps for the guest (inactive: the persistent one).
-    func definition(on host: Testbed.Name, name: String? = nil, inactive: Bool = false) throws -> String {
+    package func definition(on host: Testbed.Name, name: String? = nil, inactive: Bool = false) throws -> String {
         let connection = try Testbed.connection(host)
         defer { try? connection.close() }
         return try connection.lookupDomain(name: name ?? self.name).xmlDescription(inactive ? [.inactive] : [])
@@ -146,11 +146,11 @@ final class TestbedGuest {
 
     /// Heartbeats keep coming after `count`: the guest runs (and did not restart, since
     /// `heartbeats()` counts from the last boot).
-    func keepsBeating(after count: Int, seconds: Double = 20) async -> Bool {
+    package func keepsBeating(after count: Int, seconds: Double = 20) async -> Bool {
         await Integration.waitFor(seconds) { self.log.heartbeats().count > count + 1 }
     }
 
-    func cleanUp() {
+    package func cleanUp() {
         for host in Testbed.Name.allCases {
             Integration.removeDomains(named: name, on: host.uri)
         }
@@ -169,12 +169,12 @@ final class TestbedGuest {
 }
 
 /// Bytes a file takes on disk.
-func allocated(_ path: String) throws -> Int {
+package func allocated(_ path: String) throws -> Int {
     try URL(fileURLWithPath: path).resourceValues(forKeys: [.totalFileAllocatedSizeKey]).totalFileAllocatedSize ?? 0
 }
 
 /// The backing file a qcow2 image names, read from the image.
-func backingFile(of path: String) throws -> String? {
+package func backingFile(of path: String) throws -> String? {
     let info = try run("qemu-img", ["info", "-U", "--output=json", path])
     let object = try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any]
     return object?["backing-filename"] as? String
