@@ -12,11 +12,10 @@ extension Domain {
     }
 
     /// `virDomainModificationImpact`: the running domain, its persistent definition, or both.
+    /// The empty set is libvirt's "current": live if the domain runs, else its definition.
     public struct ModificationImpact: OptionSet, Sendable {
         public let rawValue: UInt32
         public init(rawValue: UInt32) { self.rawValue = rawValue }
-        /// VIR_DOMAIN_AFFECT_CURRENT (no bit): live if the domain runs, else its definition.
-        public static let current = Self(rawValue: 0)
         /// VIR_DOMAIN_AFFECT_LIVE: the running domain (gone when it stops).
         public static let live = Self(rawValue: 1 << 0)
         /// VIR_DOMAIN_AFFECT_CONFIG: the persistent definition (stays across restarts).
@@ -28,7 +27,7 @@ extension Domain {
     /// already there in that namespace is replaced. Calls `virDomainSetMetadata`.
     public func setMetadata(
         _ type: MetadataType, _ metadata: String?, key: String? = nil, uri: String? = nil,
-        _ impact: ModificationImpact = .current
+        _ impact: ModificationImpact = []
     ) throws(LibvirtError) {
         try call("virDomainSetMetadata") {
             virDomainSetMetadata(pointer, type.rawValue, metadata, key, uri, impact.rawValue)
@@ -39,7 +38,7 @@ extension Domain {
     /// namespace declared on it). nil when there is none (libvirt's VIR_ERR_NO_DOMAIN_METADATA).
     /// Give `.live` or `.config` alone, not both. Calls `virDomainGetMetadata`.
     public func metadata(
-        _ type: MetadataType, uri: String? = nil, _ impact: ModificationImpact = .current
+        _ type: MetadataType, uri: String? = nil, _ impact: ModificationImpact = []
     ) throws(LibvirtError) -> String? {
         do {
             return takeString(
