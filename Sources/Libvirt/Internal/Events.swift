@@ -32,9 +32,9 @@ public struct LifecycleEvent: Sendable, Hashable {
 
 /// The Swift closure behind one registration; libvirt holds it as an unmanaged opaque pointer
 /// and releases it through the free callback when the registration ends.
-private final class LifecycleBox {
-    let handler: @Sendable (LifecycleEvent) -> Void
-    init(_ handler: @escaping @Sendable (LifecycleEvent) -> Void) { self.handler = handler }
+private final class HandlerBox<Event> {
+    let handler: @Sendable (Event) -> Void
+    init(_ handler: @escaping @Sendable (Event) -> Void) { self.handler = handler }
 }
 
 /// A live event registration. `cancel()` (or `deinit`) deregisters it.
@@ -65,19 +65,30 @@ extension Connection {
     public func onLifecycleEvent(
         of domain: Domain? = nil, _ handler: @escaping @Sendable (LifecycleEvent) -> Void
     ) throws(LibvirtError) -> EventRegistration {
-        let box = Unmanaged.passRetained(LifecycleBox(handler)).toOpaque()
-        let callback: virConnectDomainEventGenericCallback = unsafeBitCast(
-            lifecycleTrampoline as virConnectDomainEventCallback, to: virConnectDomainEventGenericCallback.self)
+        try register(
+            VIR_DOMAIN_EVENT_ID_LIFECYCLE, of: domain,
+            callback: unsafeBitCast(
+                lifecycleTrampoline as virConnectDomainEventCallback, to: virConnectDomainEventGenericCallback.self),
+            handler: handler)
+    }
+
+    /// One `virConnectDomainEventRegisterAny` for any event: the handler is boxed, handed to
+    /// libvirt, and released by libvirt's free callback (or here, when registering fails).
+    private func register<Event>(
+        _ event: virDomainEventID, of domain: Domain?, callback: virConnectDomainEventGenericCallback,
+        handler: @escaping @Sendable (Event) -> Void
+    ) throws(LibvirtError) -> EventRegistration {
+        let box = Unmanaged<AnyObject>.passRetained(HandlerBox(handler)).toOpaque()
         let id: Int32
         do {
             id = try call("virConnectDomainEventRegisterAny") {
                 virConnectDomainEventRegisterAny(
-                    pointer, domain?.pointer, Int32(VIR_DOMAIN_EVENT_ID_LIFECYCLE.rawValue), callback, box,
-                    { opaque in opaque.map { Unmanaged<LifecycleBox>.fromOpaque($0).release() } })
+                    pointer, domain?.pointer, Int32(event.rawValue), callback, box,
+                    { opaque in opaque.map { Unmanaged<AnyObject>.fromOpaque($0).release() } })
             }
         } catch {
             // libvirt does not call the free callback when registration fails.
-            Unmanaged<LifecycleBox>.fromOpaque(box).release()
+            Unmanaged<AnyObject>.fromOpaque(box).release()
             throw error
         }
         return EventRegistration(connection: self, id: id)
@@ -88,7 +99,7 @@ extension Connection {
 /// rather than wrapping it.
 private let lifecycleTrampoline: virConnectDomainEventCallback = { _, domain, event, detail, opaque in
     guard let opaque, let domain else { return 0 }
-    let box = Unmanaged<LifecycleBox>.fromOpaque(opaque).takeUnretainedValue()
+    let box = Unmanaged<HandlerBox<LifecycleEvent>>.fromOpaque(opaque).takeUnretainedValue()
     let name = virDomainGetName(domain).map { String(cString: $0) } ?? ""
     if let kind = LifecycleEvent.Kind(rawValue: event) {
         box.handler(LifecycleEvent(kind: kind, detail: detail, domainName: name))
@@ -117,11 +128,6 @@ public struct BlockJobEvent: Sendable, Hashable {
     public let status: Status
 }
 
-private final class BlockJobBox {
-    let handler: @Sendable (BlockJobEvent) -> Void
-    init(_ handler: @escaping @Sendable (BlockJobEvent) -> Void) { self.handler = handler }
-}
-
 extension Connection {
     /// Calls `handler` on libvirt's event-loop thread when a block job of `domain` ends or is
     /// ready to pivot. Keep the returned registration alive as long as events are wanted.
@@ -129,27 +135,16 @@ extension Connection {
     public func onBlockJobEvent(
         of domain: Domain, _ handler: @escaping @Sendable (BlockJobEvent) -> Void
     ) throws(LibvirtError) -> EventRegistration {
-        let box = Unmanaged.passRetained(BlockJobBox(handler)).toOpaque()
-        let callback: virConnectDomainEventGenericCallback = unsafeBitCast(
-            blockJobTrampoline as virConnectDomainEventBlockJobCallback, to: virConnectDomainEventGenericCallback.self)
-        let id: Int32
-        do {
-            id = try call("virConnectDomainEventRegisterAny") {
-                virConnectDomainEventRegisterAny(
-                    pointer, domain.pointer, Int32(VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2.rawValue), callback, box,
-                    { opaque in opaque.map { Unmanaged<BlockJobBox>.fromOpaque($0).release() } })
-            }
-        } catch {
-            // libvirt does not call the free callback when registration fails.
-            Unmanaged<BlockJobBox>.fromOpaque(box).release()
-            throw error
-        }
-        return EventRegistration(connection: self, id: id)
+        try register(
+            VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, of: domain,
+            callback: unsafeBitCast(
+                blockJobTrampoline as virConnectDomainEventBlockJobCallback, to: virConnectDomainEventGenericCallback.self),
+            handler: handler)
     }
 }
 
 private let blockJobTrampoline: virConnectDomainEventBlockJobCallback = { _, _, disk, type, status, opaque in
     guard let opaque, let disk, let status = BlockJobEvent.Status(rawValue: status) else { return }
-    let box = Unmanaged<BlockJobBox>.fromOpaque(opaque).takeUnretainedValue()
+    let box = Unmanaged<HandlerBox<BlockJobEvent>>.fromOpaque(opaque).takeUnretainedValue()
     box.handler(BlockJobEvent(disk: String(cString: disk), type: type, status: status))
 }
