@@ -87,38 +87,52 @@ extension VirtualMachine {
         guard !chained.isEmpty else {
             throw VMDriverError(.invalidParameter, "\(label) is not a linked clone: its disks have no backing images")
         }
+        // The record: while it is there a migration of the VM (or another promotion) is code 5,
+        // and this promotion is code 5 while another process's operation holds the VM.
+        let claim = try await OperationClaim.claim(self, operation: .promote)
         return Job(
             kind: .clone, subject: "promotion of \(label)", describe: { [self] in (try? await "\(label) is \(state())") ?? "" }
-        ) {
-            [self, domain] context throws(VMDriverError) -> VirtualMachine in
-            for (index, disk) in chained.enumerated() {
-                context.report(
-                    JobProgress(
-                        phase: "copying backing data into \(disk.target)", percent: 100 * Double(index) / Double(chained.count)))
-                // Running: a block pull, followed by its events. Off: the image is rebased.
-                let watch = try await host.blocking("cannot promote disk \(disk.target) of \(label)") {
-                    connection -> BlockJobWatch? in
-                    guard try domain.isActive() else { return nil }
-                    let watch = try BlockJobWatch(domain: domain, disk: disk.target, connection: connection)
-                    try domain.blockPull(disk: disk.target)
-                    return watch
-                }
-                if let watch {
-                    try await pull(watch, label: label)
-                } else {
-                    try await host.blocking("cannot promote disk \(disk.target) of \(label)", lane: .long) { _ in
-                        try host.storage.flatten(disk.path, format: disk.format)
-                    }
-                }
+        ) { [self] context throws(VMDriverError) -> VirtualMachine in
+            do throws(VMDriverError) {
+                try await pullIn(chained, context: context)
+            } catch {
+                await claim.release()
+                throw error
             }
-            try await host.blocking("cannot update the definition of \(label)") { connection in
-                let root = try XMLTree.parse(try domain.xmlDescription([.inactive, .secure]))
-                root.child("metadata")?.removeChildren { $0.name.hasSuffix(":clone") }
-                _ = try connection.defineDomain(xml: root.serialized())
-            }
-            context.report(JobProgress(phase: "done", percent: 100))
+            await claim.release()
             return self
         }
+    }
+
+    /// Copies each disk's backing data into it, then drops the clone record.
+    private func pullIn(_ chained: [DiskLayout.Disk], context: JobContext) async throws(VMDriverError) {
+        let (host, label, domain) = (self.host, self.label, self.domain)
+        for (index, disk) in chained.enumerated() {
+            context.report(
+                JobProgress(
+                    phase: "copying backing data into \(disk.target)", percent: 100 * Double(index) / Double(chained.count)))
+            // Running: a block pull, followed by its events. Off: the image is rebased.
+            let watch = try await host.blocking("cannot promote disk \(disk.target) of \(label)") {
+                connection -> BlockJobWatch? in
+                guard try domain.isActive() else { return nil }
+                let watch = try BlockJobWatch(domain: domain, disk: disk.target, connection: connection)
+                try domain.blockPull(disk: disk.target)
+                return watch
+            }
+            if let watch {
+                try await pull(watch, label: label)
+            } else {
+                try await host.blocking("cannot promote disk \(disk.target) of \(label)", lane: .long) { _ in
+                    try host.storage.flatten(disk.path, format: disk.format)
+                }
+            }
+        }
+        try await host.blocking("cannot update the definition of \(label)") { connection in
+            let root = try XMLTree.parse(try domain.xmlDescription([.inactive, .secure]))
+            root.child("metadata")?.removeChildren { $0.name.hasSuffix(":clone") }
+            _ = try connection.defineDomain(xml: root.serialized())
+        }
+        context.report(JobProgress(phase: "done", percent: 100))
     }
 
     /// Waits for a block pull to end; cancelling aborts it. Only a pull that libvirt reports

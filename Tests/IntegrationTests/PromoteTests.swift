@@ -47,4 +47,35 @@ struct PromoteTests {
         #expect(try await clone.state() == .running)
         try await clone.destroy()
     }
+
+    /// A promotion holds the VM's operation record: while another operation (a migration from
+    /// another process) holds it, promote is code 5 naming it and changes nothing; while a
+    /// promotion runs, a second one and a migration are code 5.
+    @Test func aPromotionAndAnotherOperationExcludeEachOther() async throws {
+        let sandbox = try Sandbox("promote-lock")
+        defer { sandbox.cleanUp() }
+        let (path, _) = try sandbox.writeBootSectorXML(domainType: "qemu", randomDiskMiB: 512)
+        let host = try await Host.connect(Integration.uri)
+        defer { Task { try? await host.close() } }
+        let source = try await host.open(path)
+        let clone = try await source.clone(name: "\(sandbox.name)-c", type: .linked).wait()
+        try await clone.start()
+
+        let migration = try await OperationClaim.claim(clone, operation: .migrate, target: "qemu+tcp://elsewhere/system")
+        let refused = await #expect(throws: VMDriverError.self) { _ = try await clone.promote() }
+        #expect(refused?.code == .invalidState)
+        #expect(refused?.message.contains("migration to qemu+tcp://elsewhere/system") == true, "\(refused?.message ?? "")")
+        #expect(try await clone.details().disks.allSatisfy { ($0.backingChain ?? []).isEmpty == false }, "still a linked clone")
+        await migration.release()
+
+        let job = try await clone.promote()
+        let second = await #expect(throws: VMDriverError.self) { _ = try await clone.promote() }
+        #expect(second?.code == .invalidState)
+        let moving = await #expect(throws: VMDriverError.self) { _ = try await clone.migrate(to: "elsewhere") }
+        #expect(moving?.code == .invalidState)
+        _ = try await job.wait(timeout: .seconds(120))
+        #expect(try await clone.details().disks.allSatisfy { ($0.backingChain ?? []).isEmpty })
+        #expect(try OperationRecords.read(clone.domain) == nil, "the record is gone once it is done")
+        try await clone.destroy()
+    }
 }

@@ -132,6 +132,18 @@ struct OperationRecordTests {
         #expect(try OperationRecords.read(vm.domain) == nil)
     }
 
+    @Test func aCloneIsRefusedWhileAnotherOperationHoldsTheVM() async throws {
+        let (_, name) = try makeDomain("clone-lock")
+        let vm = try await host.open(name)
+        defer { remove(vm.domain) }
+        let claim = try await OperationClaim.claim(vm, operation: .migrate, target: "qemu+tcp://hostb/system")
+        let refused = await #expect(throws: VMDriverError.self) { _ = try await vm.clone(name: "\(name)-c", type: .full) }
+        #expect(refused?.code == .invalidState)
+        #expect(refused?.message.contains("migration to qemu+tcp://hostb/system") == true, "\(refused?.message ?? "")")
+        #expect((try? await host.open("\(name)-c")) == nil, "no clone made")
+        await claim.release()
+    }
+
     @Test func aStaleRecordIsCode5AndSaysToRunAbort() async throws {
         let (domain, name) = try makeDomain("stale")
         defer { remove(domain) }

@@ -31,6 +31,9 @@ extension VirtualMachine {
     public func clone(
         name: String, type: CloneType = .full, snapshot: String? = nil, destination: String? = nil
     ) async throws(VMDriverError) -> Job<VirtualMachine> {
+        // Not while another process migrates or promotes the VM (code 5 naming it). Clones of one
+        // VM may run side by side: they take no record of their own.
+        try await OperationClaim.check(self)
         let plan = try await ClonePlan.make(source: self, name: name, type: type, snapshot: snapshot, destination: destination)
         let handle = Subprocess.Handle()
         return Job(
