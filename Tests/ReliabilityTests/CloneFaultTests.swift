@@ -89,12 +89,12 @@ struct CloneFaultTests {
     /// once that disk's bytes move (with the job and the bytes so far), `check` gets the round,
     /// the job and its error; then nothing of the clone may be left.
     func struckMidCopy(
-        _ name: String, strike: (Job<VirtualMachine>, UInt64, URL) throws -> Void,
+        _ name: String, mib: Int = 512, strike: (Job<VirtualMachine>, UInt64, URL) throws -> Void,
         check: (Int, Job<VirtualMachine>, VMDriverError?, URL) throws -> Void
     ) async throws {
         let sandbox = try Sandbox(name)
         defer { sandbox.cleanUp() }
-        let (source, big) = try await source(sandbox, mib: 512)
+        let (source, big) = try await source(sandbox, mib: mib)
         let before = try await before(sandbox, source, big)
         for round in 1...Self.rounds {
             let clone = "\(sandbox.name)-c\(round)"
@@ -110,7 +110,9 @@ struct CloneFaultTests {
 
     @Test func theCopyProcessKilled() async throws {
         var killed: [Int32] = []
-        try await struckMidCopy("cf-kill") { _, _, big in
+        // 1.5 GiB: the kill must land while cp runs. Progress is first reported 200 ms in, and a
+        // 512 MiB copy from the page cache once ended before the kill did (CI, "No such process").
+        try await struckMidCopy("cf-kill", mib: 1536) { _, _, big in
             killed = copyProcesses(reading: big.path)
             for pid in killed { try Faults.kill(pid) }
         } check: { round, _, error, big in
