@@ -32,8 +32,12 @@ enum StoragePools {
     ) throws -> StoragePool {
         let xml = directoryPoolXML(for: folder, name: name)
         // A pool over a folder that exists starts without a build.
-        if let pool = try? connection.createStoragePool(xml: xml) { return pool }
-        guard build else { return try connection.createStoragePool(xml: xml) }
+        do {
+            return try connection.createStoragePool(xml: xml)
+        } catch {
+            // Without a build, that refusal is the answer (asked once, not again for its error).
+            guard build else { throw error }
+        }
         return try connection.createStoragePool(xml: xml, build: true)
     }
 
