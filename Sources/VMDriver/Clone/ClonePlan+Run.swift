@@ -235,16 +235,28 @@ extension ClonePlan {
         }
     }
 
-    /// True when the source is neither defined nor running any more.
+    /// True when the source is neither defined nor running any more. A source that ran when the
+    /// clone started and is now stopped but still defined was stopped by someone else mid-clone:
+    /// the undefine that usually follows at once (destroy, then undefine) is given two seconds,
+    /// so the clone's failure says what happened rather than QEMU's "Broken pipe".
     func sourceIsGone() async -> Bool {
-        (try? await source.host.blocking("", evenIfCancelled: true) { [domain = source.domain] _ -> Bool in
-            do {
-                _ = try domain.isActive()
-                return false
-            } catch let error as LibvirtError where error.code == .noDomain {
-                return true
+        enum Seen: Sendable { case running, stopped, undefined }
+        let deadline = ContinuousClock.now + .seconds(2)
+        while true {
+            let seen = try? await source.host.blocking("", evenIfCancelled: true) { [domain = source.domain] _ -> Seen in
+                do {
+                    return try domain.isActive() ? .running : .stopped
+                } catch let error as LibvirtError where error.code == .noDomain {
+                    return .undefined
+                }
             }
-        }) ?? false
+            switch seen {
+            case .undefined: return true
+            case .stopped where sourceState.isActive && ContinuousClock.now < deadline:
+                try? await Task.sleep(for: .milliseconds(100))
+            default: return false
+            }
+        }
     }
 
     /// Removes what a failed clone made, newest first; says what it did. When the source is
