@@ -81,10 +81,11 @@ swift test --skip-build --no-parallel "$@"
 if [ "${VMDRIVER_TSAN:-1}" != 0 ]; then
   log "ThreadSanitizer (LibvirtTests, VMDriverTests, ReliabilityTests without guests)"
   swift build --build-tests --sanitize=thread --scratch-path .build-tsan "${build_flags[@]}"
-  # The bad-XML case bounds how long a refusal may take (10 s): a bound for the real build,
+  # One test at a time, as the main run: suites on the shared test:///default driver compare
+  # its domain list before and after. The bad-XML case bounds how long a refusal may take (10 s): a bound for the real build,
   # not for one that ThreadSanitizer slows several times over (23 s seen), so it is skipped here.
   env -u VMDRIVER_INTEGRATION -u VMDRIVER_TESTBED_HOSTA_URI -u VMDRIVER_TESTBED_HOSTB_URI \
-    swift test --skip-build --sanitize=thread --scratch-path .build-tsan --filter 'LibvirtTests|VMDriverTests|ReliabilityTests' \
+    swift test --skip-build --no-parallel --sanitize=thread --scratch-path .build-tsan --filter 'LibvirtTests|VMDriverTests|ReliabilityTests' \
     --skip 'badXMLFilesAreCode4AndDefineNothing'
 fi
 # libFuzzer over the destination parser, the XML rewrites and VM names, from the committed
