@@ -25,6 +25,8 @@ started=()
 was_running virtlogd || started+=(virtlogd)
 was_running libvirtd || started+=(libvirtd)
 testbed_started=no
+# The main run's output, kept so that a failure is summed up last, where CI's tail shows it.
+test_log=$(mktemp /tmp/vmdriver-test.XXXXXX)
 
 cleanup() {
   local status=$?
@@ -43,6 +45,11 @@ cleanup() {
       done
     fi
   done
+  if [ "$status" != 0 ] && [ -s "$test_log" ]; then
+    log "what failed (from the test output above):"
+    grep -E -A3 '✘|recorded an issue' "$test_log" | grep -v 'known issue' | cut -c1-400 | tail -60 || true
+  fi
+  rm -f "$test_log"
   exit "$status"
 }
 trap cleanup EXIT
@@ -74,7 +81,7 @@ swift build --build-tests "${build_flags[@]}"
 log "running tests"
 # One test at a time: the integration tests boot TCG guests on 2 cores, and a guest listed by
 # one test must not be a guest another test is booting.
-swift test --skip-build --no-parallel "$@"
+swift test --skip-build --no-parallel "$@" 2>&1 | tee "$test_log"
 # ThreadSanitizer over the tests that need no guest: the job core's race tests, the Libvirt
 # layer on test:///default, bad input, fuzzing properties. A reported race fails the run.
 # Its own build folder (about 2 minutes to build, 1 to run); VMDRIVER_TSAN=0 skips it.

@@ -111,6 +111,12 @@ public final class Domain: @unchecked Sendable {
         try call("virDomainManagedSave") { virDomainManagedSave(pointer, 0) }
     }
 
+    /// Saves memory to a file of the caller's choosing and stops the domain.
+    /// Calls `virDomainSaveFlags`.
+    public func save(to path: String) throws(LibvirtError) {
+        try call("virDomainSaveFlags") { virDomainSaveFlags(pointer, path, nil, 0) }
+    }
+
     /// Removes the managed-save image. Calls `virDomainManagedSaveRemove`.
     public func removeManagedSave() throws(LibvirtError) {
         try call("virDomainManagedSaveRemove") { virDomainManagedSaveRemove(pointer, 0) }

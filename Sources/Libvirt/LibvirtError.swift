@@ -1,4 +1,5 @@
 internal import CLibvirt
+import Foundation
 
 /// An error reported by libvirt: its code, the subsystem that raised it, its message, and the
 /// Swift-side libvirt function that failed.
@@ -133,13 +134,21 @@ public struct LibvirtError: Error, Sendable, Equatable, CustomStringConvertible 
     public let message: String
     /// The libvirt function that failed, for example `virDomainCreate`.
     public let function: String
+    /// For a system error (`code == .systemError`), the `errno` libvirt reported (its `int1`);
+    /// 0 otherwise.
+    public let systemErrno: Int32
 
-    public init(code: Code, domain: Int32 = 0, message: String, function: String) {
+    public init(code: Code, domain: Int32 = 0, message: String, function: String, systemErrno: Int32 = 0) {
         self.code = code
         self.domain = domain
         self.message = message
         self.function = function
+        self.systemErrno = systemErrno
     }
+
+    /// libvirt gave up waiting for a process to end (`EBUSY`), as `virDomainDestroy` does when
+    /// QEMU outlives SIGKILL's grace period on a loaded host; trying again usually succeeds.
+    public var isBusy: Bool { code == .systemError && systemErrno == EBUSY }
 
     public var description: String { "\(function): \(message) [\(code)]" }
 }

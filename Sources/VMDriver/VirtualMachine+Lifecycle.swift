@@ -14,13 +14,31 @@ extension VirtualMachine {
     }
 
     /// Stops the VM at once, like pulling the plug; the guest gets no chance to flush.
+    ///
+    /// On a loaded host QEMU can outlive libvirt's wait after SIGKILL, and libvirt then answers
+    /// "Failed to terminate process … Device or resource busy" with the process still dying:
+    /// that answer is tried again, up to three times in all, as Nova does.
     /// - Throws: code 5 if it is not running. Calls `virDomainDestroyFlags`.
     public func destroy() async throws(VMDriverError) {
         let label = self.label
         try await host.blocking("cannot destroy \(label)") { [domain] _ in
             let state = try Self.state(of: domain)
             guard state.isActive else { throw VMDriverError(.invalidState, "cannot destroy \(label): it is \(state)") }
-            try domain.destroy()
+            try Self.destroyRetryingBusy(domain)
+        }
+    }
+
+    /// `virDomainDestroy`, tried again while libvirt says the process is still ending (EBUSY),
+    /// three tries in all; a domain that ended between the tries is done.
+    static func destroyRetryingBusy(_ domain: Domain, tries: Int = 3) throws(LibvirtError) {
+        var attempt = 1
+        while true {
+            do {
+                return try domain.destroy()
+            } catch let error where error.isBusy && attempt < tries {
+                attempt += 1
+                if let state = try? Self.state(of: domain), !state.isActive { return }
+            }
         }
     }
 
@@ -103,7 +121,7 @@ extension VirtualMachine {
             }
             context.report(JobProgress(phase: "guest did not power off in time: destroying it", percent: 100))
             try await host.blocking("destroying \(label) after its shutdown deadline") { _ in
-                if try Self.state(of: domain).isActive { try domain.destroy() }
+                if try Self.state(of: domain).isActive { try Self.destroyRetryingBusy(domain) }
             }
             return try await host.blocking("reading the state of \(label)") { _ in try Self.state(of: domain) }
         }

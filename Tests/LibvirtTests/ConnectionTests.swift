@@ -42,6 +42,25 @@ struct ConnectionTests {
         #expect(try connection.lookupDomain(name: "test").name() == "test")
     }
 
+    @Test func aSystemErrorCarriesTheErrnoLibvirtReported() throws {
+        let name = "libvirt-tests-\(UUID().uuidString.prefix(8))"
+        let domain = try connection.defineDomain(xml: Self.xml(name: name))
+        defer {
+            try? domain.destroy()
+            try? domain.undefine()
+        }
+        try domain.start()
+        // The test driver opens the file itself and reports the failed open(2) with its errno.
+        let error = #expect(throws: LibvirtError.self) { try domain.save(to: "/vmdriver-no-such-folder/\(name).save") }
+        #expect(error?.code == .systemError)
+        #expect(error?.systemErrno == ENOENT)
+        #expect(error?.isBusy == false)
+        #expect(try domain.state().state == .running)
+        // Errors that are not system errors carry no errno.
+        let missing = #expect(throws: LibvirtError.self) { try connection.lookupDomain(name: "vmdriver-no-such-domain") }
+        #expect(missing?.systemErrno == 0)
+    }
+
     @Test func malformedXMLIsRejectedAndDefinesNothing() throws {
         let before = try connection.listAllDomains().count
         let error = #expect(throws: LibvirtError.self) {

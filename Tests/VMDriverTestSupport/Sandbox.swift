@@ -169,8 +169,16 @@ extension Integration {
     package static func removeDomains(named name: String, on uri: String) {
         guard let connection = try? Connection(uri: uri) else { return }
         for domain in (try? connection.listAllDomains()) ?? [] where (try? domain.name())?.hasPrefix(name) == true {
-            try? domain.destroy()
-            try? domain.undefine([.managedSave, .snapshotsMetadata, .nvram])
+            // A loaded host can answer a destroy with EBUSY while QEMU is still dying: try again.
+            for _ in 1...3 {
+                guard (try? domain.isActive()) == true else { break }
+                do { try domain.destroy() } catch {
+                    print("clean-up: destroying \((try? domain.name()) ?? name): \(error)")
+                }
+            }
+            do { try domain.undefine([.managedSave, .snapshotsMetadata, .nvram]) } catch let error where error.code != .noDomain {
+                print("clean-up: undefining \((try? domain.name()) ?? name): \(error)")
+            } catch {}
         }
         try? connection.close()
     }

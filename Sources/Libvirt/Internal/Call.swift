@@ -31,7 +31,8 @@ extension LibvirtError {
             code: Code(rawValue: last.pointee.code),
             domain: last.pointee.domain,
             message: last.pointee.message.map { String(cString: $0) } ?? "unknown libvirt error",
-            function: function
+            function: function,
+            systemErrno: last.pointee.code == VIR_ERR_SYSTEM_ERROR.rawValue ? last.pointee.int1 : 0
         )
         virResetLastError()
         return error
