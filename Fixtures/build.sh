@@ -115,7 +115,7 @@ kver=$(ls "$tmp/kernel/lib/modules")
 [ -f "$tmp/kernel/boot/vmlinuz-$kver" ] || die "no boot/vmlinuz-$kver in $kpkg"
 cp "$tmp/kernel/boot/vmlinuz-$kver" "$tmp/vmlinuz"
 
-# 3. Initramfs: busybox-static, the modules, /init, the power-button handler, dirty.
+# 3. Initramfs: busybox-static, the modules, /init, the power-button handler, dirty, seqwrite.
 root=$tmp/initramfs
 mkdir -p "$root"/{bin,dev,proc,sys,data,tmp,root,lib/modules,etc/acpi/PWRF}
 cp "$busybox" "$root/bin/busybox"
@@ -130,6 +130,8 @@ done
 install -m 0755 "$here/linux/init" "$root/init"
 install -m 0755 "$here/linux/poweroff" "$root/etc/acpi/PWRF/00000080"
 gcc -static -O2 -s -o "$root/bin/dirty" "$here/linux/dirty.c" ||
+  die "gcc -static failed (is libc6-dev installed?)"
+gcc -static -O2 -s -o "$root/bin/seqwrite" "$here/linux/seqwrite.c" ||
   die "gcc -static failed (is libc6-dev installed?)"
 (cd "$root" && find . -print0 | LC_ALL=C sort -z |
   cpio --null -o -H newc -R 0:0 --quiet) | gzip -6 -n >"$tmp/initrd.img"

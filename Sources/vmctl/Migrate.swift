@@ -17,7 +17,8 @@ struct Migrate: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("The VM (name or UUID).", valueName: "vm")) var vm: String
     @Argument(help: ArgumentHelp("Where to: host name, address or libvirt URI.", valueName: "dest")) var destination: String
 
-    @Option(help: "hot, warm, cold or auto (hot if running, cold if shut off).") var type: MigrationOptions.MigrationType = .auto
+    @Option(help: "hot, warm, cold or auto (hot if running, warm for TCG guests on QEMU < 9.0, cold if shut off).") var type:
+        MigrationOptions.MigrationType = .auto
     @Option(help: "low (plain TCP), normal (TLS control), high (TLS control and data).") var security: MigrationOptions.Security =
         .low
     @Option(help: "auto (verify sharing), shared, copy or incremental.") var storage: MigrationOptions.Storage = .auto

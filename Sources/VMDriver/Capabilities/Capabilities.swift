@@ -68,6 +68,12 @@ public struct Capabilities: Sendable, Codable, Equatable {
         /// XBZRLE compression of re-sent pages.
         case compression
         case autoConverge = "auto-converge"
+        /// Live moves (hot, post-copy) of TCG guests (domain type `qemu`) that lose none of the
+        /// guest's writes: QEMU before 9.0 misses some of them in its dirty-page tracking under
+        /// TCG (fixed by QEMU commit 03bfc2188f, "physmem: Fix migration dirty bitmap coherency
+        /// with TCG memory access"). Where unavailable, TCG guests move warm. KVM guests are
+        /// not concerned.
+        case tcgLive = "tcg-live"
     }
 
     public var host: String

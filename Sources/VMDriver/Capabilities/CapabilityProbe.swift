@@ -86,6 +86,7 @@ struct CapabilityProbe {
                 else: "multifd needs QEMU 4.0 and libvirt 5.2 (have QEMU \(facts.version), libvirt \(facts.libvirt))")
             features[.postcopy] =
                 local ? Self.postcopy(qemu: qemu) : .unknown("userfaultfd on a remote host cannot be checked from here")
+            features[.tcgLive] = Self.tcgLive(qemu: qemu, version: facts.version)
         }
 
         return Capabilities(
@@ -122,6 +123,21 @@ struct CapabilityProbe {
             if let end = rest.firstIndex(of: "'") { types.insert(String(rest[..<end])) }
         }
         return types
+    }
+
+    /// Whether a TCG guest can move live without losing writes. Before QEMU 9.0 the fast path of
+    /// the migration's dirty-bitmap sync cleared the dirty bits of whole aligned ranges without
+    /// resetting TCG's TLB, so stores through TLB entries made earlier set no dirty bit again and
+    /// the target got stale pages (QEMU commit 03bfc2188f, in 9.0). `scripts/tcg-pages.sh` shows
+    /// it with plain virsh beside VMDriver (RELIABILITY.md). A distribution may backport the fix:
+    /// VMDriver goes by the version it can see.
+    static func tcgLive(qemu: Version, version: String) -> Capabilities.Support {
+        qemu >= Version(major: 9, minor: 0, release: 0)
+            ? .available("QEMU \(version) tracks a TCG guest's writes while its memory moves")
+            : .unavailable(
+                "QEMU \(version) under TCG misses some guest writes while memory moves live (fixed in QEMU 9.0 by "
+                    + "'physmem: Fix migration dirty bitmap coherency with TCG memory access'): TCG guests move warm, "
+                    + "paused while their memory moves")
     }
 
     /// Postcopy needs QEMU 2.5 and userfaultfd for QEMU's user: QEMU runs unprivileged as

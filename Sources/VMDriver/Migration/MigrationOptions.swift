@@ -5,7 +5,8 @@ import Foundation
 public struct MigrationOptions: Sendable, Equatable {
     /// PVMT_* / CIM MigrationType.
     public enum MigrationType: String, Sendable, Codable, CodingKeyRepresentable, CaseIterable {
-        /// Hot if the VM runs (or is paused), cold if it is shut off.
+        /// Hot if the VM runs (or is paused), cold if it is shut off; warm instead of hot for a
+        /// TCG guest on a QEMU that loses its writes in a live move (`Capabilities.Feature.tcgLive`).
         case auto
         /// Live (CIM Live): the guest keeps running while its memory moves.
         case hot

@@ -39,9 +39,18 @@ extension MigrationPlan {
                 .invalidParameter,
                 "a VM named '\(targetName)' already exists on \(targetLabel): pass a new name (--name) or remove it")
         }
-        // The type.
+        // The type. A TCG guest on a QEMU that loses its writes in a live move (see
+        // Capabilities.Feature.tcgLive) moves warm: paused while its memory moves, nothing lost.
+        let tcg = facts.domainType == "qemu"
+        let liveLosesWrites = tcg && caps.features[.tcgLive]?.status == .unavailable
         var type = options.type
-        if type == .auto { type = facts.state.isActive ? .hot : .cold }
+        var typeNote: String?
+        if type == .auto {
+            type = facts.state.isActive ? (liveLosesWrites ? .warm : .hot) : .cold
+            if facts.state.isActive && liveLosesWrites {
+                typeNote = "warm, not hot: \(caps.features[.tcgLive]?.reason ?? "")"
+            }
+        }
         switch (type, facts.state) {
         case (_, .suspendedToDisk):
             fail(
@@ -54,14 +63,19 @@ extension MigrationPlan {
         if let level = caps.migrationTypes[type], !level.isAvailable {
             fail(.notSupported, "\(type.rawValue) migration is not supported on \(sourceLabel): \(level.reason ?? "")")
         }
+        if type == .hot && liveLosesWrites {
+            fail(
+                .notSupported,
+                "hot migration is refused for \(label): it runs under TCG (domain type 'qemu') on \(sourceLabel), where "
+                    + "\(caps.features[.tcgLive]?.reason ?? "a live move loses guest writes"); use --type warm or cold")
+        }
         // Post-copy of a TCG guest lost guest pages in VMDriver's page-pattern test (QEMU 7.2,
         // 3 of 3 runs with a bandwidth cap, the same with plain virsh): never for TCG guests.
-        let tcg = facts.domainType == "qemu"
         if options.postcopy && tcg {
             fail(
                 .notSupported,
                 "post-copy is refused for \(label): it runs under TCG (domain type 'qemu'), where post-copy lost guest memory "
-                    + "pages in VMDriver's page-pattern test; use the converge policy, which pauses the guest to finish instead")
+                    + "pages in VMDriver's page-pattern test; use --type warm, paused while its memory moves")
         }
         // Storage: how each disk travels.
         var storage = options.storage
@@ -113,7 +127,8 @@ extension MigrationPlan {
         for move in travelling { seconds += 30 + Int64(move.capacity >> 30) * 60 }
         let timeout = options.timeout ?? .seconds(seconds)
         var decisions: [String] = [
-            "type \(type.rawValue)", "storage \(storage.rawValue)", "security \(options.security.rawValue)",
+            typeNote.map { "type \($0)" } ?? "type \(type.rawValue)", "storage \(storage.rawValue)",
+            "security \(options.security.rawValue)",
             "peer URI \(peerURI)", "flags \(describe(flags))", "timeout \(Job<Void>.format(timeout))",
         ]
         for move in moves { decisions.append(Self.describe(move)) }
