@@ -19,9 +19,16 @@ public final class DomainSnapshot: @unchecked Sendable {
         String(cString: try call("virDomainSnapshotGetName") { virDomainSnapshotGetName(pointer) })
     }
 
-    /// The snapshot XML. Calls `virDomainSnapshotGetXMLDesc`.
-    public func xmlDescription() throws(LibvirtError) -> String {
-        takeString(try call("virDomainSnapshotGetXMLDesc") { virDomainSnapshotGetXMLDesc(pointer, 0) })
+    /// The snapshot XML; `secure` includes security-sensitive parts (what a redefine needs).
+    /// Calls `virDomainSnapshotGetXMLDesc`.
+    public func xmlDescription(secure: Bool = false) throws(LibvirtError) -> String {
+        let flags = secure ? UInt32(VIR_DOMAIN_SNAPSHOT_XML_SECURE.rawValue) : 0
+        return takeString(try call("virDomainSnapshotGetXMLDesc") { virDomainSnapshotGetXMLDesc(pointer, flags) })
+    }
+
+    /// Whether this is the domain's current snapshot. Calls `virDomainSnapshotIsCurrent`.
+    public func isCurrent() throws(LibvirtError) -> Bool {
+        try call("virDomainSnapshotIsCurrent") { virDomainSnapshotIsCurrent(pointer, 0) } == 1
     }
 
     /// Deletes the snapshot. Calls `virDomainSnapshotDelete`.
@@ -74,10 +81,12 @@ extension Domain {
             domain: self)
     }
 
-    /// The domain's snapshots. Calls `virDomainListAllSnapshots`.
-    public func listAllSnapshots() throws(LibvirtError) -> [DomainSnapshot] {
+    /// The domain's snapshots; `topological`: every parent before its children (what
+    /// redefining them needs). Calls `virDomainListAllSnapshots`.
+    public func listAllSnapshots(topological: Bool = false) throws(LibvirtError) -> [DomainSnapshot] {
         var list: UnsafeMutablePointer<virDomainSnapshotPtr?>? = nil
-        let count = try call("virDomainListAllSnapshots") { virDomainListAllSnapshots(pointer, &list, 0) }
+        let flags = topological ? UInt32(VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL.rawValue) : 0
+        let count = try call("virDomainListAllSnapshots") { virDomainListAllSnapshots(pointer, &list, flags) }
         guard let list else { return [] }
         defer { free(list) }
         return (0..<Int(count)).compactMap { list[$0].map { DomainSnapshot(owning: $0, domain: self) } }

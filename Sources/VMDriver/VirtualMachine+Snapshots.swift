@@ -20,6 +20,8 @@ public struct SnapshotInfo: Sendable, Codable, Equatable {
     /// The VM's state when the snapshot was taken (libvirt's word: running, shutoff …).
     public var vmState: String?
     public var disks: [Disk]
+    /// libvirt's current snapshot of the VM (the last one taken or reverted to).
+    public var isCurrent = false
 }
 
 extension VirtualMachine {
@@ -44,12 +46,16 @@ extension VirtualMachine {
         }
     }
 
-    /// The VM's snapshots, oldest first. Calls `virDomainListAllSnapshots`.
+    /// The VM's snapshots, oldest first (libvirt keeps whole seconds: within one, parents
+    /// first). Calls `virDomainListAllSnapshots`.
     public func snapshots() async throws(VMDriverError) -> [SnapshotInfo] {
         let host = self.host
         return try await host.blocking("cannot list the snapshots of \(label)") { [domain] _ in
-            try domain.listAllSnapshots().map { try Self.snapshotInfo($0, host: host) }
-                .sorted { ($0.creationTime ?? .distantPast) < ($1.creationTime ?? .distantPast) }
+            try domain.listAllSnapshots(topological: true).map { try Self.snapshotInfo($0, host: host) }.enumerated()
+                .sorted {
+                    ($0.element.creationTime ?? .distantPast, $0.offset) < ($1.element.creationTime ?? .distantPast, $1.offset)
+                }
+                .map(\.element)
         }
     }
 
@@ -136,6 +142,6 @@ extension VirtualMachine {
         let name = try root.child("name")?.trimmedText ?? snapshot.name()
         return SnapshotInfo(
             name: name, creationTime: created,
-            vmState: root.child("state")?.trimmedText, disks: disks)
+            vmState: root.child("state")?.trimmedText, disks: disks, isCurrent: (try? snapshot.isCurrent()) ?? false)
     }
 }

@@ -28,6 +28,8 @@ struct MigrationFacts: Sendable {
     /// The definitions to move: live (if running) and persistent, migratable.
     var liveXML: String?
     var inactiveXML: String?
+    /// The VM's snapshots, which travel with it (SnapshotCarry).
+    var snapshots = SnapshotCarry(snapshots: [])
 
     /// Gathers the facts. A folder no storage pool covers gets a transient pool on each host
     /// for the checks, taken away when they end.
@@ -111,7 +113,8 @@ struct MigrationFacts: Sendable {
                 domainType: (try? XMLTree.parse(domain.xmlDescription()))?.attributes["type"], shared: shared,
                 capacities: capacities, bases: bases, occupied: occupied,
                 liveXML: state.isActive ? try domain.xmlDescription([.migratable, .secure]) : nil,
-                inactiveXML: try? domain.xmlDescription([.inactive, .migratable, .secure]))
+                inactiveXML: try? domain.xmlDescription([.inactive, .migratable, .secure]),
+                snapshots: try SnapshotCarry.read(domain))
         }
     }
 }

@@ -96,6 +96,25 @@ extension MigrationPlan {
             }
         }
 
+        // Snapshots travel with the VM (SnapshotCarry): their images must be where the VM lands.
+        if !facts.snapshots.isEmpty {
+            let names = facts.snapshots.names.map { "'\($0)'" }.joined(separator: ", ")
+            let inside = facts.snapshots.snapshots.filter(\.isInternal).map(\.name)
+            if !inside.isEmpty, let move = moves.first(where: { $0.mode != .shared }) {
+                fail(
+                    .incompatibleParameters,
+                    "\(label) has internal snapshots (\(inside.joined(separator: ", "))) inside its images, and "
+                        + "\(move.disk.target) would be copied, which takes only what the VM sees now: keep its disks on shared storage"
+                )
+            } else if let move = moves.first(where: { $0.mode == .copy }) {
+                fail(
+                    .incompatibleParameters,
+                    "\(label) has snapshots (\(names)) resting on the images of its disks, and a full copy of "
+                        + "\(move.disk.target) would take only what the VM sees now, not the images the snapshots need: keep the "
+                        + "disks on shared storage, or give \(targetLabel) the same base images and use --storage incremental")
+            }
+        }
+
         // Flags and parameters.
         var (flags, parameters) = Self.translate(
             type: type, destination: destination, options: options, moves: moves, tcg: tcg,
@@ -132,6 +151,11 @@ extension MigrationPlan {
             "peer URI \(peerURI)", "flags \(describe(flags))", "timeout \(Job<Void>.format(timeout))",
         ]
         for move in moves { decisions.append(Self.describe(move)) }
+        if !facts.snapshots.isEmpty {
+            decisions.append(
+                "snapshots \(facts.snapshots.names.joined(separator: ", ")): taken off \(sourceLabel) for the move and "
+                    + "redefined on \(targetLabel) (or back on \(sourceLabel) if it fails)")
+        }
         if let home = options.home { decisions.append("home \(home) on \(targetLabel) (made if missing)") }
         return Decision(
             type: type, storage: storage, moves: moves, flags: flags, parameters: parameters, timeout: timeout,

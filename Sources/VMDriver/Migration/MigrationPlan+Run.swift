@@ -23,8 +23,16 @@ extension MigrationPlan {
     /// Runs the migration, watching it from this task while a pool thread blocks in libvirt.
     func execute(context: JobContext, claim: OperationClaim) async throws(VMDriverError) -> MigrationResult {
         defer { Task { try? await destinationHost.close() } }
+        var snapshotsTakenOff = false
         do {
-            let result = try await perform(context: context)
+            if !snapshots.isEmpty {
+                try await vm.host.blocking("cannot take the snapshots of \(vm.label) off \(vm.host.label) for the move") {
+                    [domain = vm.domain, snapshots] _ in try snapshots.takeOff(domain)
+                }
+                snapshotsTakenOff = true
+            }
+            var result = try await perform(context: context)
+            if snapshotsTakenOff { result.steps += await redefineSnapshotsOnTarget() }
             await preparation.commit()
             // The record travelled with the domain's metadata: it goes on both hosts.
             await claim.release(target: destinationHost, name: targetName)
@@ -33,6 +41,18 @@ extension MigrationPlan {
             // Nothing of the VM stays on the target; a VM shut down for a cold migration runs
             // again on the source.
             let left = await preparation.rollback()
+            var snapshotsLost = ""
+            if snapshotsTakenOff {
+                let failed =
+                    await
+                    (try? vm.host.blocking("", evenIfCancelled: true) { [domain = vm.domain, snapshots] _ in
+                        snapshots.redefine(on: domain)
+                    }) ?? ["the source could not be reached"]
+                if !failed.isEmpty {
+                    snapshotsLost =
+                        "; the snapshots could not all be put back on \(vm.host.label): \(failed.joined(separator: "; "))"
+                }
+            }
             await claim.release()
             if type == .cold && wasActive {
                 try? await vm.host.blocking("", evenIfCancelled: true) { [domain = vm.domain] _ in
@@ -45,7 +65,8 @@ extension MigrationPlan {
                 ? ""
                 : "; VMDriver could not remove what it made on \(destinationHost.label): \(left.joined(separator: ", ")) "
                     + "(remove it before trying again)"
-            throw VMDriverError(error.code, "\(error.message); \(await whereIsTheVM())\(leftover)", cause: error.cause)
+            throw VMDriverError(
+                error.code, "\(error.message); \(await whereIsTheVM())\(leftover)\(snapshotsLost)", cause: error.cause)
         }
     }
 
@@ -176,6 +197,32 @@ extension MigrationPlan {
                 MigrationResult.Disk(
                     device: $0.disk.target, mode: $0.mode.rawValue, sourcePath: $0.disk.path, targetPath: $0.targetPath)
             })
+    }
+
+    /// After the move: the snapshots defined on the target, parents first, then every image
+    /// they name checked there (libvirt's redefine does not look). Steps for the result.
+    func redefineSnapshotsOnTarget() async -> [String] {
+        let targetName = self.targetName
+        let storage = destinationHost.storage
+        let outcome = await
+            (try? destinationHost.blocking("", evenIfCancelled: true) { [snapshots] connection in
+                let moved = try connection.lookupDomain(name: targetName)
+                let failed = snapshots.redefine(on: moved)
+                let missing = snapshots.snapshots.flatMap { snapshot in
+                    snapshot.images.filter { !storage.exists($0) }.map { "snapshot '\(snapshot.name)' needs \($0)" }
+                }
+                return (failed, missing)
+            })
+        guard let (failed, missing) = outcome else {
+            return ["could not redefine the snapshots \(snapshots.names.joined(separator: ", ")) on \(destinationHost.label)"]
+        }
+        var steps = [
+            "redefined the snapshots \(snapshots.names.joined(separator: ", ")) on \(destinationHost.label)"
+                + (snapshots.snapshots.first(where: \.isCurrent).map { " ('\($0.name)' current)" } ?? "")
+        ]
+        steps += failed.map { "could not redefine \($0) on \(destinationHost.label)" }
+        steps += missing.map { "\($0), which is not on \(destinationHost.label)" }
+        return steps
     }
 
     /// Deletes an image on the source after the VM moved. True when it is gone.

@@ -22,6 +22,8 @@ struct MigrationPlan: Sendable {
     let moves: [DiskMove]
     /// What VMDriver makes on the target, taken away if the migration fails.
     let preparation: TargetPreparation
+    /// The VM's snapshots, taken off the source for the move and redefined where it ends.
+    let snapshots: SnapshotCarry
 
     typealias Problem = MigrationCheck.Problem
 
@@ -116,7 +118,8 @@ struct MigrationPlan: Sendable {
             vm: vm, destination: destination, options: options, type: decided.type, storage: decided.storage,
             peerURI: peerURI, destinationHost: target, flags: decided.flags, parameters: decided.parameters,
             wasActive: facts.state.isActive, timeout: decided.timeout, targetName: targetName,
-            decisions: decided.decisions, moves: decided.moves, preparation: TargetPreparation(target: target))
+            decisions: decided.decisions, moves: decided.moves, preparation: TargetPreparation(target: target),
+            snapshots: facts.snapshots)
         return (plan, problems)
     }
 }

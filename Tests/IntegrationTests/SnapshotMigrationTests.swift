@@ -1,0 +1,143 @@
+import Foundation
+import Libvirt
+import Testing
+import VMDriverTestSupport
+
+@testable import VMDriver
+
+/// A VM with snapshots moves with them: libvirt alone refuses ("cannot migrate domain with N
+/// snapshots"); VMDriver takes their metadata off the source for the move and redefines them
+/// where the VM lands, or back on the source if the move fails.
+@Suite("Snapshots migrate with the VM", .serialized, .enabled(if: Testbed.enabled, "needs scripts/test.sh and the testbed"))
+struct SnapshotMigrationTests {
+    let domainType: String
+
+    init() async throws {
+        let local = try await Host.connect(Integration.uri)
+        domainType = try #require(try await local.capabilities().linuxDomainType)
+        try await local.close()
+    }
+
+    func options(_ configure: (inout MigrationOptions) -> Void = { _ in }) -> MigrationOptions {
+        var options = MigrationOptions()
+        options.clientPKIPath = Testbed.clientPKI
+        configure(&options)
+        return options
+    }
+
+    func snapshots(of name: String, on host: Testbed.Name) async throws -> [SnapshotInfo] {
+        let connected = try await Host.connect(host.uri)
+        defer { Task { try? await connected.close() } }
+        return try await connected.open(name).snapshots()
+    }
+
+    /// Two user snapshots and VMDriver's own freeze (a linked clone of the running VM), on
+    /// shared storage: hot (or warm) there and back. All three and the current one are on the
+    /// host it ends on; a linked clone from a user snapshot that moved holds that moment's data;
+    /// the clone made before the moves still boots; the VM's own later data is intact.
+    @Test func userSnapshotsAndTheCloneFreezeTravelThereAndBack() async throws {
+        let guest = TestbedGuest("snaps", domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta, cmdline: "vmdriver.seq=20")
+        #expect(await Integration.waitFor(20) { guest.log.sequenceSynced() >= 20 })
+        let hosta = try await Host.connect(Testbed.Name.hosta.uri)
+        let vm = try await hosta.open(guest.name)
+        let syncedAtS1 = guest.log.sequenceSynced()
+        _ = try await vm.createSnapshot(name: "s1")
+        let clone = try await vm.clone(name: "\(guest.name)-early", type: .linked).wait()
+        _ = try await vm.createSnapshot(name: "s2")
+        let before = try await vm.snapshots()
+        try await hosta.close()
+        #expect(before.count == 3, "\(before.map(\.name))")
+        #expect(before.first { $0.isCurrent }?.name == "s2")
+
+        for (from, to) in [(Testbed.Name.hosta, Testbed.Name.hostb), (.hostb, .hosta)] {
+            let beats = guest.log.heartbeats().count
+            let host = try await Host.connect(from.uri)
+            let result = try await host.open(guest.name).migrate(to: to.address, options: options()).wait()
+            try? await host.close()
+            #expect(result.state == .running)
+            #expect(result.steps.contains { $0.hasPrefix("redefined the snapshots") }, "\(result.steps)")
+            #expect(!result.steps.contains { $0.contains("could not") || $0.contains("is not on") }, "\(result.steps)")
+            #expect(try guest.hosts() == [to])
+            let after = try await snapshots(of: guest.name, on: to)
+            #expect(after == before, "on \(to): \(after.map(\.name)) vs \(before.map(\.name))")
+            #expect(await guest.keepsBeating(after: beats))
+            #expect(guest.log.boots() == 1)
+        }
+
+        // A linked clone, on the host the VM ended on, from a user snapshot that moved: it holds
+        // what the disk held at that moment.
+        let home = try await Host.connect(Testbed.Name.hosta.uri)
+        let fromS1 = try await home.open(guest.name).clone(name: "\(guest.name)-s1", type: .linked, snapshot: "s1").wait()
+        let s1Disk = try #require(try await fromS1.details().disks.first?.path)
+        let atS1 = try DiskSequence(inImage: s1Disk)
+        #expect(atS1.whole >= syncedAtS1, "s1 was taken after record \(syncedAtS1): its clone holds \(atS1)")
+        #expect(try guest.markersOnDisk(s1Disk) == ["boot 1 tag=mig"])
+        try await fromS1.start()
+        #expect(try await fromS1.state() == .running)
+        // The clone made before the moves still rests on its frozen base: it starts.
+        let early = try await home.open(clone.name)
+        try await early.start()
+        #expect(try await early.state() == .running)
+        // Everything the VM itself wrote, before and after the snapshots, is in its disk.
+        let synced = guest.log.sequenceSynced()
+        let vmDisk = try #require(try await home.open(guest.name).details().disks.first?.path)
+        let now = try DiskSequence(inImage: vmDisk)
+        #expect(now.whole >= synced, "synced 1...\(synced); the disk: \(now)")
+        try await home.close()
+    }
+
+    /// A move that fails puts the snapshots back on the source exactly as they were.
+    @Test func aCancelledMovePutsTheSnapshotsBack() async throws {
+        let guest = TestbedGuest("snapcancel", domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta, cmdline: "vmdriver.dirty=64")
+        let host = try await Host.connect(Testbed.Name.hosta.uri)
+        defer { Task { try? await host.close() } }
+        let vm = try await host.open(guest.name)
+        _ = try await vm.createSnapshot(name: "one")
+        _ = try await vm.createSnapshot(name: "two")
+        let before = try await vm.snapshots()
+        let job = try await vm.migrate(
+            to: Testbed.Name.hostb.address,
+            options: options {
+                $0.bandwidthMiBps = 4
+                $0.policy = .plain
+            })
+        var moving = false
+        for await progress in job.progress where (progress.bytesProcessed ?? 0) > 1 << 20 {
+            moving = true
+            break
+        }
+        #expect(moving)
+        job.cancel()
+        await #expect(throws: VMDriverError.self) { try await job.wait() }
+        #expect(try guest.hosts() == [.hosta])
+        #expect(try await vm.snapshots() == before)
+        #expect(try await vm.state() == .running)
+    }
+
+    /// A disk on the source's own storage with a snapshot: a full copy would leave the
+    /// snapshot's images behind, so it is refused (code 6) and nothing changes.
+    @Test func snapshotsWhoseImagesAFullCopyWouldLeaveBehindAreCode6() async throws {
+        let guest = TestbedGuest("snapcopy", placement: .local(.hosta), domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta)
+        let host = try await Host.connect(Testbed.Name.hosta.uri)
+        defer { Task { try? await host.close() } }
+        let vm = try await host.open(guest.name)
+        _ = try await vm.createSnapshot(name: "kept")
+        let before = try await vm.snapshots()
+        do {
+            _ = try await vm.migrate(to: Testbed.Name.hostb.address, options: options()).wait()
+            Issue.record("the migration went ahead")
+        } catch {
+            #expect(error.code == .incompatibleParameters, "\(error)")
+            #expect(error.message.contains("'kept'") && error.message.contains("shared storage"), "\(error.message)")
+        }
+        #expect(try guest.hosts() == [.hosta])
+        #expect(try await vm.snapshots() == before)
+        #expect(try Testbed.domains(on: .hostb, prefix: guest.name) == [])
+    }
+}
