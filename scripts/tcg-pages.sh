@@ -23,7 +23,9 @@
 #   vmctl-warm    vmctl migrate --type warm --bandwidth B
 #   vmctl-auto    vmctl migrate --bandwidth B (what VMDriver picks by itself)
 # Prints one line per run and a table of counts per mode. Needs the testbed (brings it up if it
-# is down, and down again at the end) and the fixtures (Fixtures/build.sh). Builds vmctl.
+# is down, and down again at the end) and the fixtures (Fixtures/build.sh). Builds vmctl;
+# VMCTL=PATH runs another build instead (vmctl-hot needs one from before VMDriver refused live
+# moves of TCG guests on QEMU < 9.0, e.g. commit 2e39ab6: this one answers code 1).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
@@ -37,7 +39,7 @@ while (($#)); do
     --runs) runs=$2; shift ;;
     --modes) modes=$2; shift ;;
     --bandwidth) bandwidth=$2; shift ;;
-    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
     *) log "unknown argument: $1"; exit 4 ;;
   esac
   shift
@@ -52,8 +54,12 @@ bash scripts/testbed.sh up >/dev/null
 a=qemu+tcp://10.77.0.1/system
 b=qemu+tcp://10.77.0.2/system
 shared=${VMDRIVER_TESTBED:-/var/lib/vmdriver-testbed}/shared
-swift build --product vmctl >&2
-vmctl=$(swift build --product vmctl --show-bin-path)/vmctl
+if [ -n "${VMCTL:-}" ]; then
+  vmctl=$VMCTL
+else
+  swift build --product vmctl >&2
+  vmctl=$(swift build --product vmctl --show-bin-path)/vmctl
+fi
 
 current=
 cleanup() {
