@@ -3,7 +3,8 @@
 # then shows VMDriver at work: what the host can do, opening (registering) a VM from its XML
 # file, starting it, watching it boot, a clean ACPI shutdown, a linked clone that boots with
 # the VM's data, and (on the two-host testbed, scripts/testbed.sh) a running linked clone
-# migrated live to the other host and back: only its overlay travels.
+# migrated to the other host and back while it runs (hot; warm for a TCG guest on QEMU < 9.0,
+# which cannot move live without losing writes): only its overlay travels.
 #
 #   scripts/demo.sh          runs the demo and removes the demo VM at the end
 #   scripts/demo.sh --keep   leaves the demo VM defined and running

@@ -17,6 +17,9 @@
 #   virsh-precopy the same flags without auto-converge or a pause, against a guest that dirties
 #                 32 MiB at 8 MiB/s (vmdriver.dirty=32 vmdriver.dirtyrate=8), so plain pre-copy
 #                 converges by itself
+#   virsh-postcopy virsh migrate --live --p2p --persistent --undefinesource --unsafe --postcopy
+#                 --bandwidth B --timeout 10 --timeout-postcopy: post-copy after ten seconds of
+#                 pre-copy (vm.unprivileged_userfaultfd set to 1 for it, put back after)
 #   vmctl-hot     vmctl migrate --type hot --bandwidth B (the converge policy)
 #   virsh-warm    virsh migrate --p2p --persistent --undefinesource --unsafe --bandwidth B
 #                 (not live: libvirt pauses the guest while its memory moves)
@@ -39,7 +42,7 @@ while (($#)); do
     --runs) runs=$2; shift ;;
     --modes) modes=$2; shift ;;
     --bandwidth) bandwidth=$2; shift ;;
-    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
     *) log "unknown argument: $1"; exit 4 ;;
   esac
   shift
@@ -104,6 +107,14 @@ run() {
       virsh -q -c "$a" migrate --live --p2p --persistent --undefinesource --unsafe --auto-converge \
         --bandwidth "$bandwidth" --timeout 20 --timeout-suspend "$name" "$b" tcp://10.77.0.2 >/dev/null 2>"$errors" || status=$?
       wait
+      ;;
+    virsh-postcopy)
+      local uffd
+      uffd=$(cat /proc/sys/vm/unprivileged_userfaultfd)
+      echo 1 >/proc/sys/vm/unprivileged_userfaultfd
+      virsh -q -c "$a" migrate --live --p2p --persistent --undefinesource --unsafe --postcopy \
+        --bandwidth "$bandwidth" --timeout 10 --timeout-postcopy "$name" "$b" tcp://10.77.0.2 >/dev/null 2>"$errors" || status=$?
+      echo "$uffd" >/proc/sys/vm/unprivileged_userfaultfd
       ;;
     virsh-precopy)
       virsh -q -c "$a" migrate --live --p2p --persistent --undefinesource --unsafe \

@@ -286,6 +286,15 @@ struct MigrationTests {
         #expect(
             try guest.definition(on: .hosta, name: renamed, inactive: true).contains("<memory unit=\"MiB\">384</memory>")
                 || guest.definition(on: .hosta, name: renamed, inactive: true).contains("<memory unit='KiB'>393216</memory>"))
+        // ... and the next boot has it.
+        let home = try Testbed.connection(.hosta)
+        defer { try? home.close() }
+        let domain = try home.lookupDomain(name: renamed)
+        #expect(try domain.info().maxMemoryKiB == 320 * 1024, "the running guest keeps its memory until it boots again")
+        try domain.destroy()
+        try domain.start()
+        #expect(try domain.info().maxMemoryKiB == 384 * 1024)
+        #expect(await Integration.waitFor(60) { guest.log.markers()?.count == 3 }, "the guest boots again with its data")
     }
 
     // MARK: Refusals: the right code, nothing moved
@@ -505,26 +514,45 @@ struct MigrationTests {
                 result = try await migrate(guest.name, from: .hosta, to: .hostb, capped)
                 #expect(result.type == .warm, "\(result)")
             }
-            #expect(result.state == .running)
-            #expect(try guest.hosts() == [.hostb])
-            #expect(try guest.state(on: .hostb) == .running)
-            // The guest's own health on the target, strictly.
-            let moved = guest.log.lines().count
-            #expect(
-                await guest.keepsBeating(after: guest.log.heartbeats().count), "no heartbeat: \(guest.log.lines().suffix(30))")
-            #expect(
-                await Integration.waitFor(30) {
-                    guest.log.lines().dropFirst(moved).filter { $0.hasPrefix("VMDRIVER-DIRTY pass=") }.count >= 4
-                }, "no page checks on the target: \(guest.log.lines().suffix(30))")
-            let checks = guest.log.lines().filter { $0.hasPrefix("VMDRIVER-DIRTY pass=") }
-            #expect(!checks.contains { $0.contains("CORRUPT") }, "\(checks.suffix(12))")
-            #expect(guest.log.boots() == 1, "the guest rebooted: \(guest.log.lines().suffix(30))")
-            #expect(try guest.markersOnDisk(guest.diskPath) == ["boot 1 tag=mig"])
-            // Every record the guest synced before, during and after the move is on the disk.
-            let synced = guest.log.sequenceSynced()
-            let sequence = try DiskSequence(inImage: guest.diskPath)
-            #expect(synced > 0 && sequence.whole >= synced, "synced 1...\(synced); the disk: \(sequence)")
+            try await isWhole(guest, result, on: .hostb, label: "move 1")
+            // Then back and forth with the default options under the same cap, each move checked
+            // the same way: 2 moves in all, 20 with scripts/test.sh --long.
+            var from = Testbed.Name.hostb
+            for move in 2...Self.flatOutMoves {
+                let to = from.other
+                let again = try await migrate(guest.name, from: from, to: to, capped)
+                #expect(again.type == (movesLive ? .hot : .warm), "\(again)")
+                try await isWhole(guest, again, on: to, label: "move \(move), \(from) → \(to)")
+                from = to
+            }
         }
+    }
+
+    /// 2, or 20 with scripts/test.sh --long (VMDRIVER_RELIABILITY_REPEAT=10).
+    static let flatOutMoves = (Int(ProcessInfo.processInfo.environment["VMDRIVER_RELIABILITY_REPEAT"] ?? "") ?? 0) >= 10 ? 20 : 2
+
+    /// After a successful move, strictly: the guest runs on `host` only, never rebooted, its
+    /// heartbeat goes on, its page checks (each reads back every word it wrote) find nothing
+    /// stale or lost, and every record it synced is on its disk.
+    func isWhole(_ guest: TestbedGuest, _ result: MigrationResult, on host: Testbed.Name, label: String) async throws {
+        #expect(result.state == .running, "\(label)")
+        #expect(try guest.hosts() == [host], "\(label)")
+        #expect(try guest.state(on: host) == .running, "\(label)")
+        let moved = guest.log.lines().count
+        #expect(
+            await guest.keepsBeating(after: guest.log.heartbeats().count),
+            "\(label): no heartbeat: \(guest.log.lines().suffix(30))")
+        #expect(
+            await Integration.waitFor(30) {
+                guest.log.lines().dropFirst(moved).filter { $0.hasPrefix("VMDRIVER-DIRTY pass=") }.count >= 4
+            }, "\(label): no page checks on the target: \(guest.log.lines().suffix(30))")
+        let checks = guest.log.lines().filter { $0.hasPrefix("VMDRIVER-DIRTY pass=") }
+        #expect(!checks.contains { $0.contains("CORRUPT") }, "\(label): \(checks.filter { $0.contains("CORRUPT") }.prefix(6))")
+        #expect(guest.log.boots() == 1, "\(label): the guest rebooted: \(guest.log.lines().suffix(30))")
+        #expect(try guest.markersOnDisk(guest.diskPath) == ["boot 1 tag=mig"], "\(label)")
+        let synced = guest.log.sequenceSynced()
+        let sequence = try DiskSequence(inImage: guest.diskPath)
+        #expect(synced > 0 && sequence.whole >= synced, "\(label): synced 1...\(synced); the disk: \(sequence)")
     }
 }
 
