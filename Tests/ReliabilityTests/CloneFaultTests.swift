@@ -157,13 +157,18 @@ struct CloneFaultTests {
             let other = try Connection(uri: Integration.uri)
             let domain = try other.lookupDomain(name: sandbox.name)
             try? domain.destroy()
-            try? domain.undefine([.snapshotsMetadata])
-            try? other.close()
+            // The undefine can fail or wait while the clone's freeze holds the domain's job:
+            // then the source was only stopped, not deleted, when the clone failed.
+            let undefined = (try? domain.undefine([.snapshotsMetadata])) != nil
             let error = await error(of: job)
+            let gone = (try? other.lookupDomain(name: sandbox.name)) == nil
+            try? other.close()
             if let error {
                 failed += 1
                 #expect(error.code == .failed, "round \(round): \(error)")
-                #expect(error.message.contains("was deleted while it was being cloned"), "round \(round): \(error.message)")
+                if undefined && gone {
+                    #expect(error.message.contains("was deleted while it was being cloned"), "round \(round): \(error.message)")
+                }
                 #expect(error.message.contains("everything it made was removed"), "round \(round): \(error.message)")
                 await #expect(throws: VMDriverError.self, "round \(round): no definition of \(clone)") {
                     try await host.open(clone)

@@ -237,11 +237,11 @@ extension ClonePlan {
 
     /// True when the source is neither defined nor running any more. A source that ran when the
     /// clone started and is now stopped but still defined was stopped by someone else mid-clone:
-    /// the undefine that usually follows at once (destroy, then undefine) is given two seconds,
+    /// the undefine that usually follows at once (destroy, then undefine) is given five seconds,
     /// so the clone's failure says what happened rather than QEMU's "Broken pipe".
     func sourceIsGone() async -> Bool {
         enum Seen: Sendable { case running, stopped, undefined }
-        let deadline = ContinuousClock.now + .seconds(2)
+        let deadline = ContinuousClock.now + .seconds(5)
         while true {
             let seen = try? await source.host.blocking("", evenIfCancelled: true) { [domain = source.domain] _ -> Seen in
                 do {
