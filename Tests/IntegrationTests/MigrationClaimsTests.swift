@@ -20,9 +20,7 @@ struct MigrationClaimsTests {
     func migrate(
         _ name: String, from: Testbed.Name, to: Testbed.Name, _ configure: (inout MigrationOptions) -> Void = { _ in }
     ) async throws(VMDriverError) -> MigrationResult {
-        var options = MigrationOptions()
-        options.clientPKIPath = Testbed.clientPKI
-        configure(&options)
+        let options = Testbed.migrationOptions(configure)
         let host = try await Host.connect(from.uri)
         defer { Task { try? await host.close() } }
         return try await host.open(name).migrate(to: to.address, options: options).wait()

@@ -22,10 +22,7 @@ struct MigrationTests {
     }
 
     func options(_ configure: (inout MigrationOptions) -> Void = { _ in }) -> MigrationOptions {
-        var options = MigrationOptions()
-        options.clientPKIPath = Testbed.clientPKI
-        configure(&options)
-        return options
+        Testbed.migrationOptions(configure)
     }
 
     /// Opens the guest on `from` and migrates it to `to`; the host connection is closed after.

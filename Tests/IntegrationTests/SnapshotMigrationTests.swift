@@ -19,10 +19,7 @@ struct SnapshotMigrationTests {
     }
 
     func options(_ configure: (inout MigrationOptions) -> Void = { _ in }) -> MigrationOptions {
-        var options = MigrationOptions()
-        options.clientPKIPath = Testbed.clientPKI
-        configure(&options)
-        return options
+        Testbed.migrationOptions(configure)
     }
 
     func snapshots(of name: String, on host: Testbed.Name) async throws -> [SnapshotInfo] {

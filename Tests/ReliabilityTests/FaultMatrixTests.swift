@@ -30,11 +30,10 @@ struct FaultMatrixTests {
     }
 
     static func options(_ configure: (inout MigrationOptions) -> Void = { _ in }) -> MigrationOptions {
-        var options = MigrationOptions()
-        options.clientPKIPath = Testbed.clientPKI
-        options.timeout = .seconds(150)
-        configure(&options)
-        return options
+        Testbed.migrationOptions {
+            $0.timeout = .seconds(150)
+            configure(&$0)
+        }
     }
 
     /// In flight until the fault: hot, pre-copy never converges at 4 MiB/s against 64 MiB

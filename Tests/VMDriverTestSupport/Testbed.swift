@@ -1,6 +1,7 @@
 import Foundation
 import Libvirt
 import Testing
+import VMDriver
 
 /// The two-host testbed `scripts/test.sh` brings up with `scripts/testbed.sh up`: hosta and
 /// hostb, each its own libvirtd in its own namespaces. Tests that need it are enabled only when
@@ -178,4 +179,15 @@ package func backingFile(of path: String) throws -> String? {
     let info = try run("qemu-img", ["info", "-U", "--output=json", path])
     let object = try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any]
     return object?["backing-filename"] as? String
+}
+
+extension Testbed {
+    /// Migration options between the testbed's hosts: the testbed's client certificate for TLS
+    /// (security normal and high), then whatever `configure` sets.
+    package static func migrationOptions(_ configure: (inout MigrationOptions) -> Void = { _ in }) -> MigrationOptions {
+        var options = MigrationOptions()
+        options.clientPKIPath = clientPKI
+        configure(&options)
+        return options
+    }
 }
