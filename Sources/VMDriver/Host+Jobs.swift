@@ -62,11 +62,13 @@ public struct HostJob: Sendable, Codable, Equatable {
     public var record: OperationRecord?
     /// Whether the record's owner still runs (nil without a record).
     public var owner: OperationRecord.OwnerStatus?
+    /// The records of clones being made of the VM (or left by a clone whose process died).
+    public var clones: [OperationRecord] = []
 }
 
 extension Host {
     /// The jobs running on the host: for every VM (or the one named) that has a libvirt job or
-    /// a VMDriver record, libvirt's figures and the record. A named VM is listed even when
+    /// a VMDriver record (its own, or a clone's), libvirt's figures and the record. A named VM is listed even when
     /// nothing runs on it.
     /// - Throws: code 4 for a VM that does not exist.
     public func jobs(vm name: String? = nil) async throws(VMDriverError) -> [HostJob] {
@@ -79,11 +81,12 @@ extension Host {
                 return HostJob(
                     vm: machine.name, uuid: machine.uuid, state: state,
                     libvirt: state.isActive ? (try? domain.jobStats()).flatMap(HostJob.LibvirtJob.init) : nil,
-                    record: try? OperationRecords.read(domain), owner: nil)
+                    record: try? OperationRecords.read(domain), owner: nil,
+                    clones: (try? OperationRecords.readClones(domain)) ?? [])
             }
             guard var job else { continue }
             job.owner = job.record?.ownerStatus
-            if name != nil || job.libvirt != nil || job.record != nil { jobs.append(job) }
+            if name != nil || job.libvirt != nil || job.record != nil || !job.clones.isEmpty { jobs.append(job) }
         }
         return jobs
     }

@@ -1,10 +1,11 @@
 import Foundation
 
 /// What VMDriver writes into a VM's libvirt metadata while it runs a long operation on it (a
-/// migration): which operation, the process that runs it, where to, and what it made on the
-/// target. It outlives the process: a `vmctl` killed mid-migration leaves it behind, and
-/// `VirtualMachine.abortJob()` reads it to remove what that process had made. It is also the
-/// lock that keeps a second process from starting another operation on the same VM.
+/// migration, a promotion, a clone): which operation, the process that runs it, where to, and
+/// what it made. It outlives the process: a `vmctl` killed mid-operation leaves it behind, and
+/// `VirtualMachine.abortJob()` reads it to finish that process's rollback. A migration's or a
+/// promotion's record is also the lock that keeps a second process from starting another
+/// operation on the same VM; clones of one VM run side by side, each with a record of its own.
 public struct OperationRecord: Sendable, Codable, Equatable {
     /// The process that runs the operation.
     public struct Owner: Sendable, Codable, Equatable {
@@ -37,6 +38,20 @@ public struct OperationRecord: Sendable, Codable, Equatable {
         public var madeFolder: Bool
     }
 
+    /// A temporary overlay a full clone gave a running source for the copy: the source writes
+    /// into it while its disk is copied, and it is merged back (block commit) afterwards.
+    public struct Merge: Sendable, Codable, Equatable {
+        /// The guest device (vda).
+        public var disk: String
+        public var overlay: String
+    }
+
+    /// A process the operation started (a copy's `cp` or `qemu-img`), in its own process group.
+    public struct Helper: Sendable, Codable, Equatable {
+        public var pid: Int32
+        public var startTime: UInt64
+    }
+
     public var operation: JobKind
     public var owner: Owner
     public var started: Date
@@ -44,12 +59,22 @@ public struct OperationRecord: Sendable, Codable, Equatable {
     public var source: String
     /// The target's libvirt URI (as VMDriver connected to it), once known.
     public var target: String?
-    /// The VM's name on the target.
+    /// The new VM's name: on the target for a migration, the clone's for a clone.
     public var targetName: String?
+    /// The UUID a clone is defined with: a VM with it exists once the clone has completed.
+    public var cloneUUID: UUID?
     /// Images VMDriver created on the target, by path: removed when the operation rolls back.
     public var images: [String] = []
     /// Transient pools VMDriver started on the target.
     public var pools: [Pool] = []
+    /// Files a clone makes on the VM's own host, in the order it makes them (a folder first,
+    /// if it made one): removed, newest first, when the clone rolls back. Written before the
+    /// clone makes any of them; each was checked not to exist then.
+    public var files: [String] = []
+    /// Temporary overlays a running source writes into while a full clone copies its disks.
+    public var merges: [Merge] = []
+    /// The processes the operation runs now (stopped when its owner is gone).
+    public var helpers: [Helper] = []
 
     /// The owner's state, seen from this machine.
     public var ownerStatus: OwnerStatus {
@@ -79,6 +104,7 @@ public struct OperationRecord: Sendable, Codable, Equatable {
             case .promote: "a promotion"
             case .shutdown: "a shutdown"
             }
+        if operation == .clone, let targetName { return "\(what) '\(targetName)'" }
         return target.map { "\(what) to \($0)" } ?? what
     }
 }
@@ -121,6 +147,12 @@ extension OperationRecord {
         for pool in pools {
             root.append("pool", attributes: [("name", pool.name), ("made-folder", pool.madeFolder ? "yes" : "no")])
         }
+        if let cloneUUID { root.set("clone-uuid", cloneUUID.uuidString.lowercased()) }
+        for file in files { root.append("file", attributes: [("path", file)]) }
+        for merge in merges { root.append("merge", attributes: [("disk", merge.disk), ("overlay", merge.overlay)]) }
+        for helper in helpers {
+            root.append("helper", attributes: [("pid", String(helper.pid)), ("start-time", String(helper.startTime))])
+        }
         return root.serialized()
     }
 
@@ -143,7 +175,19 @@ extension OperationRecord {
             images: children("image").compactMap { $0.attributes["path"] },
             pools: children("pool").compactMap { pool in
                 pool.attributes["name"].map { Pool(name: $0, madeFolder: pool.attributes["made-folder"] == "yes") }
+            },
+            files: children("file").compactMap { $0.attributes["path"] },
+            merges: children("merge").compactMap { merge in
+                guard let disk = merge.attributes["disk"], let overlay = merge.attributes["overlay"] else { return nil }
+                return Merge(disk: disk, overlay: overlay)
+            },
+            helpers: children("helper").compactMap { helper in
+                guard let pid = helper.attributes["pid"].flatMap({ Int32($0) }),
+                    let start = helper.attributes["start-time"].flatMap({ UInt64($0) })
+                else { return nil }
+                return Helper(pid: pid, startTime: start)
             })
+        cloneUUID = root.attributes["clone-uuid"].flatMap(UUID.init(uuidString:))
     }
 
     /// An element's name without its namespace prefix.

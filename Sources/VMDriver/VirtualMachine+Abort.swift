@@ -1,6 +1,10 @@
 import Foundation
 internal import Libvirt
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What `VirtualMachine.abortJob()` did.
 public struct AbortResult: Sendable, Codable, Equatable {
     public var vm: String
@@ -34,14 +38,21 @@ extension VirtualMachine {
     ///   or an image cannot be removed (the record then stays, so running it again retries).
     public func abortJob(force: Bool = false, wait: Duration = .seconds(15)) async throws(VMDriverError) -> AbortResult {
         let domain = self.domain
-        let (job, record) = try await host.blocking("cannot read the job of \(label)") { _ in
+        let (job, record, clones) = try await host.blocking("cannot read the job of \(label)") { _ in
             let job = try domain.isActive() ? (try? domain.jobStats()).flatMap(HostJob.LibvirtJob.init) : nil
-            return (job, try OperationRecords.read(domain))
+            return (job, try OperationRecords.read(domain), (try? OperationRecords.readClones(domain)) ?? [])
         }
-        guard job != nil || record != nil else {
+        guard job != nil || record != nil || !clones.isEmpty else {
             throw VMDriverError(.invalidState, "\(label) runs no job and holds no VMDriver record: there is nothing to abort")
         }
-        var result = AbortResult(vm: name, record: record, owner: record?.ownerStatus)
+        var result = AbortResult(vm: name, record: record ?? clones.first, owner: (record ?? clones.first)?.ownerStatus)
+        if !clones.isEmpty {
+            try await endClones(clones, force: force, wait: wait, into: &result)
+            if job == nil && record == nil {
+                result.recordRemoved = true
+                return result
+            }
+        }
         // The incoming half of a migration: libvirt aborts a migration only on its source
         // ("cannot abort incoming migration"), and the record here travelled with the domain.
         if let record, record.source != host.name, record.ownerStatus != .gone || job?.operation == .migrationIn {
@@ -96,6 +107,9 @@ extension VirtualMachine {
         }
         guard idle else {
             throw VMDriverError(.timeout, "libvirt's job on \(label) did not end within \(Job<Void>.format(wait)) of the abort")
+        }
+        if record.operation == .promote {
+            try await stopBlockPulls(into: &result)
         }
         if record.source != host.name {
             // The VM a completed migration moved here, with the record it carried.
@@ -185,6 +199,72 @@ extension VirtualMachine {
                 "could not remove \(left.joined(separator: ", ")) from \(target.label); the record stays: "
                     + "run `vmctl abort \(name)` again")
         }
+    }
+
+    /// Ends the clones being made of this VM, or finishes their rollback. A clone whose process
+    /// is gone is rolled back from its record. One whose process runs on this machine is sent
+    /// SIGTERM, as `kill PID` would (vmctl cancels the clone and rolls back); if the process
+    /// ends without removing the record, its rollback is done here. One run from another
+    /// machine is left alone unless `force`.
+    private func endClones(
+        _ clones: [OperationRecord], force: Bool, wait: Duration, into result: inout AbortResult
+    ) async throws(VMDriverError) {
+        var running: [String] = []
+        for clone in clones {
+            switch clone.ownerStatus {
+            case .gone:
+                try await finishClone(clone, into: &result)
+            case .unknown where force:
+                result.steps.append("--force: doing the rollback of \(clone.ownerDescription)")
+                try await finishClone(clone, into: &result)
+            case .unknown:
+                running.append(
+                    "\(clone.ownerDescription) makes \(clone.operationDescription) and this machine cannot tell whether it "
+                        + "still runs; once you know it is gone, run `vmctl abort \(name) --force`")
+            case .alive:
+                kill(clone.owner.pid, SIGTERM)
+                result.steps.append("sent SIGTERM to \(clone.ownerDescription), which makes \(clone.operationDescription)")
+                let uuid = clone.cloneUUID
+                let ended = await Self.poll(wait) {
+                    let left = try? await self.host.blocking("") { [domain] _ in try OperationRecords.readClones(domain) }
+                    return left.map { !$0.contains { $0.cloneUUID == uuid } } ?? false || clone.ownerStatus == .gone
+                }
+                let left = (try? await host.blocking("") { [domain] _ in try OperationRecords.readClones(domain) })?
+                    .first { $0.cloneUUID == uuid }
+                if !ended {
+                    running.append(
+                        "\(clone.ownerDescription) still makes \(clone.operationDescription) \(Job<Void>.format(wait)) after "
+                            + "SIGTERM")
+                } else if let left {
+                    // It died without rolling back.
+                    try await finishClone(left, into: &result)
+                } else {
+                    result.steps.append(
+                        "\(clone.ownerDescription) rolled back \(clone.operationDescription) and removed its record")
+                }
+            }
+        }
+        if !running.isEmpty {
+            throw VMDriverError(
+                .invalidState, (result.steps + running).joined(separator: "; "))
+        }
+    }
+
+    /// A promotion's block pulls, stopped: the data already pulled stays in the overlay (the
+    /// disk is still a linked clone, and reads the same).
+    private func stopBlockPulls(into result: inout AbortResult) async throws(VMDriverError) {
+        let (host, domain, label) = (self.host, self.domain, self.label)
+        let stopped = try await host.blocking("cannot stop the block pulls of \(label)", evenIfCancelled: true) {
+            _ -> [String] in
+            guard try domain.isActive() else { return [] }
+            let layout = try DiskLayout.read(domain: domain, host: host, label: label)
+            return try layout.disks.compactMap { disk in
+                guard try domain.blockJobInfo(disk: disk.target) != nil else { return nil }
+                try domain.blockJobAbort(disk: disk.target)
+                return disk.target
+            }
+        }
+        for disk in stopped { result.steps.append("stopped the block pull of \(disk)") }
     }
 
     /// The VM's record now.

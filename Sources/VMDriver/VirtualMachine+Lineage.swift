@@ -89,6 +89,7 @@ extension VirtualMachine {
         }
         // The record: while it is there a migration of the VM (or another promotion) is code 5,
         // and this promotion is code 5 while another process's operation holds the VM.
+        try await OperationClaim.check(self)
         let claim = try await OperationClaim.claim(self, operation: .promote)
         return Job(
             kind: .clone, subject: "promotion of \(label)", describe: { [self] in (try? await "\(label) is \(state())") ?? "" }

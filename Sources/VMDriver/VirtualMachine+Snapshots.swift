@@ -86,6 +86,12 @@ extension VirtualMachine {
         }
     }
 
+    /// The overlay `freeze` gives a disk: beside its image, named after the VM, the device and
+    /// the snapshot.
+    static func overlayPath(disk: DiskLayout.Disk, vmName: String, snapshot: String) -> String {
+        "\(PathName.parent(disk.path))/\(vmName)-\(disk.target)-\(snapshot).qcow2"
+    }
+
     /// Freezes every writable disk with an external disk-only snapshot and returns, per disk,
     /// the frozen image and the overlay the VM now writes to. Blocking.
     /// - Parameters:
@@ -100,8 +106,7 @@ extension VirtualMachine {
         xml.append("description", text: "disk-only snapshot made by VMDriver")
         let disks = xml.append("disks")
         for disk in layout.disks {
-            let directory = PathName.parent(disk.path)
-            let overlay = "\(directory)/\(vmName)-\(disk.target)-\(snapshot).qcow2"
+            let overlay = overlayPath(disk: disk, vmName: vmName, snapshot: snapshot)
             if storage.exists(overlay) {
                 throw VMDriverError(.invalidParameter, "cannot snapshot: \(overlay) already exists")
             }

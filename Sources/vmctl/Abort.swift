@@ -9,6 +9,11 @@ struct Abort: AsyncParsableCommand {
             Aborts libvirt's job (virDomainAbortJob). If VMDriver's record says a vmctl that is still running owns the
             job, that vmctl rolls back by itself: abort waits for it. If that vmctl is gone (killed), abort does its
             rollback: it removes the images and transient pools the record lists on the target, then the record.
+
+            Clones being made of the VM each leave a record of their own. A clone whose vmctl runs on this machine is
+            sent SIGTERM (that vmctl cancels it and rolls back); one whose vmctl is gone is rolled back from its record:
+            its copy processes are stopped, a running source's temporary overlays are merged back, and the files it
+            made are removed. A clone that had completed stays.
             """)
 
     @ParentCommand var root: VMCtl
@@ -36,7 +41,7 @@ struct Abort: AsyncParsableCommand {
             }
             print("VM '\(result.vm)':")
             for step in result.steps { print("  - \(step)") }
-            if !result.removed.isEmpty { print("Removed from the target: \(result.removed.joined(separator: ", ")).") }
+            if !result.removed.isEmpty { print("Removed: \(result.removed.joined(separator: ", ")).") }
         }
     }
 }

@@ -56,6 +56,17 @@ struct Jobs: AsyncParsableCommand {
             for image in record.images { lines.append("  made on the target: \(image)") }
             for pool in record.pools { lines.append("  transient pool on the target: \(pool.name)") }
         }
+        for clone in job.clones {
+            let since = ISO8601DateFormatter().string(from: clone.started)
+            lines.append(
+                "  VMDriver: clone '\(clone.targetName ?? "?")', by \(clone.owner.program) pid \(clone.owner.pid) "
+                    + "(\(clone.ownerStatus.rawValue)) since \(since)")
+            if clone.ownerStatus == .gone {
+                lines.append("  its process is gone: `vmctl abort \(job.vm)` removes what it made")
+            }
+            for file in clone.files { lines.append("  the clone's file: \(file)") }
+            for merge in clone.merges { lines.append("  temporary overlay of \(merge.disk): \(merge.overlay)") }
+        }
         return lines.joined(separator: "\n")
     }
 

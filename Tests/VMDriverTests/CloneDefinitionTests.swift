@@ -55,6 +55,27 @@ struct CloneDefinitionTests {
         #expect(CloneDefinition.lineage(in: again) == nil)
     }
 
+    /// The records of operations running on the source (its own, other clones being made) stay
+    /// the source's; the clone gets the UUID its own record names.
+    @Test func theCloneCarriesNoneOfTheSourcesOperationRecords() throws {
+        let busy = Self.source.replacingOccurrences(
+            of: "<devices>",
+            with: """
+                <metadata>
+                  <vmdriver:operation xmlns:vmdriver="\(OperationRecord.namespace)" kind="migrate"/>
+                  <vmdclone:operation xmlns:vmdclone="\(OperationRecords.cloneNamespace(UUID()))" kind="clone"/>
+                  <app:keep xmlns:app="https://example.invalid/app">yes</app:keep>
+                </metadata>
+                <devices>
+                """)
+        let uuid = UUID()
+        let xml = try CloneDefinition(sourceXML: busy).rewritten(
+            name: "web-2", uuid: uuid, disks: [:], logDirectory: "/c", nvram: nil, lineage: nil)
+        #expect(!xml.contains("operation"), "\(xml)")
+        #expect(xml.contains("https://example.invalid/app"), "other applications' metadata is kept")
+        #expect(try DomainXML(parsing: xml, origin: "the rewrite").uuid == uuid)
+    }
+
     @Test func xmlSpecialCharactersInNamesAreEscaped() throws {
         let definition = try CloneDefinition(sourceXML: Self.source)
         let name = "a<b>&'\"</name><evil/>"

@@ -222,4 +222,101 @@ struct OperationRecordTests {
         let error = await #expect(throws: VMDriverError.self) { _ = try await host.open(name).abortJob() }
         #expect(error?.code == .invalidState)
     }
+
+    // MARK: Clone records
+
+    /// A clone's record as `CloneRecord` writes it, owned by a process that has ended.
+    func cloneRecord(_ name: String, files: [String] = []) throws -> OperationRecord {
+        var record = try OperationRecord(operation: .clone, source: host.name)
+        record.targetName = name
+        record.cloneUUID = UUID()
+        record.files = files
+        record.merges = [.init(disk: "vda", overlay: "/var/lib/libvirt/images/\(name)-vda-vmdriver-copy-x.qcow2")]
+        record.helpers = [.init(pid: 424_242, startTime: 99)]
+        record.started = Date(timeIntervalSince1970: Double(Int(record.started.timeIntervalSince1970)))
+        record.owner.pid = try endedPID()
+        return record
+    }
+
+    @Test func clonesOfOneVMKeepARecordEachBesideTheVMsOwn() throws {
+        let (domain, _) = try makeDomain("clones")
+        defer { remove(domain) }
+        let first = try cloneRecord("c1", files: ["/srv/c1/c1-vda.qcow2", "/srv/it's <odd>.img"])
+        let second = try cloneRecord("c2")
+        try OperationRecords.writeClone(first, to: domain)
+        try OperationRecords.writeClone(second, to: domain)
+        #expect(try OperationRecords.read(domain) == nil, "the VM's own record is another")
+        let read = try OperationRecords.readClones(domain).sorted { ($0.targetName ?? "") < ($1.targetName ?? "") }
+        #expect(read == [first, second])
+        #expect(OperationRecords.removeClone(try #require(first.cloneUUID), from: domain))
+        #expect(try OperationRecords.readClones(domain) == [second])
+        // In the definition too (a clone of a shut-off VM, or one stopped since).
+        try domain.destroy()
+        #expect(try OperationRecords.readClones(domain) == [second])
+    }
+
+    @Test func aDeadClonesRecordRefusesAMigrationButNotAnotherClone() async throws {
+        let (domain, name) = try makeDomain("dead-clone")
+        defer { remove(domain) }
+        try OperationRecords.writeClone(try cloneRecord("half"), to: domain)
+        let vm = try await host.open(name)
+        let error = await #expect(throws: VMDriverError.self) { _ = try await vm.migrate(to: "hostc") }
+        #expect(error?.code == .invalidState)
+        #expect(error?.message.contains("a clone 'half'") == true, "\(error?.message ?? "")")
+        #expect(error?.message.contains("vmctl abort \(name)") == true, "\(error?.message ?? "")")
+        try await OperationClaim.check(vm, clones: false)
+    }
+
+    @Test func abortRemovesWhatADeadCloneListedAndKeepsOtherFiles() async throws {
+        let (domain, name) = try makeDomain("abort-clone")
+        defer { remove(domain) }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("vmdriver-clone-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let made = folder.appendingPathComponent("half-vda.qcow2").path
+        let notMade = folder.appendingPathComponent("half_VARS.fd").path
+        #expect(FileManager.default.createFile(atPath: made, contents: Data("x".utf8)))
+        try OperationRecords.writeClone(try cloneRecord("half", files: [folder.path, made, notMade]), to: domain)
+        // Someone else's file in the folder: the folder stays, with it.
+        let other = folder.appendingPathComponent("other.txt").path
+        #expect(FileManager.default.createFile(atPath: other, contents: Data("keep".utf8)))
+
+        let result = try await host.open(name).abortJob(wait: .seconds(2))
+        #expect(result.removed == [made], "\(result.steps)")
+        #expect(!FileManager.default.fileExists(atPath: made))
+        #expect(FileManager.default.fileExists(atPath: other))
+        #expect(result.steps.contains { $0.contains("left the folder") }, "\(result.steps)")
+        #expect(try OperationRecords.readClones(domain).isEmpty)
+        #expect(result.recordRemoved)
+    }
+
+    @Test func abortKeepsAClonesFilesWhenTheCloneHadCompleted() async throws {
+        let (domain, name) = try makeDomain("done-clone")
+        defer { remove(domain) }
+        let (clone, _) = try makeDomain("done-clone-c")
+        defer { remove(clone) }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("vmdriver-done-\(UUID().uuidString)").path
+        #expect(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        var record = try cloneRecord("done", files: [file])
+        record.cloneUUID = try clone.uuid()
+        record.merges = []
+        try OperationRecords.writeClone(record, to: domain)
+        let result = try await host.open(name).abortJob(wait: .seconds(2))
+        #expect(result.removed.isEmpty)
+        #expect(FileManager.default.fileExists(atPath: file))
+        #expect(result.steps.contains { $0.contains("had completed") }, "\(result.steps)")
+        #expect(try OperationRecords.readClones(domain).isEmpty)
+    }
+
+    @Test func jobsListsTheClonesBeingMade() async throws {
+        let (domain, name) = try makeDomain("jobs-clone")
+        defer { remove(domain) }
+        let record = try cloneRecord("listed")
+        try OperationRecords.writeClone(record, to: domain)
+        let job = try #require(try await host.jobs().first { $0.vm == name })
+        #expect(job.clones == [record])
+        #expect(job.clones.first?.ownerStatus == .gone)
+        _ = try await host.open(name).abortJob(wait: .seconds(2))
+    }
 }

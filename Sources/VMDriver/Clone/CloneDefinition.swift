@@ -43,11 +43,12 @@ struct CloneDefinition {
     ///   - disks: guest device (vda) → (clone path, clone format) for every disk the clone gets its
     ///     own copy of. Keyed by device, not path: freezing the source for a linked clone has
     ///     just moved the source to a new overlay.
+    ///   - uuid: the clone's UUID (nil: libvirt makes one).
     ///   - logDirectory: where the clone's serial/console log files go.
     ///   - nvram: the clone's NVRAM file, when the source has one.
     func rewritten(
-        name: String, disks: [String: (path: String, format: String)], logDirectory: String, nvram: String?,
-        lineage: Lineage?
+        name: String, uuid: UUID? = nil, disks: [String: (path: String, format: String)], logDirectory: String,
+        nvram: String?, lineage: Lineage?
     ) -> String {
         let root = self.root
         // Only the text: a <name> with elements inside would not read back as the name.
@@ -89,6 +90,14 @@ struct CloneDefinition {
         }
         // The source's own clone record (it may be a linked clone itself) is not the clone's.
         root.child("metadata")?.removeChildren { $0.name.hasSuffix(":clone") && $0.attributes.values.contains(Self.namespace) }
+        // Nor are the records of operations running on the source (other clones being made).
+        root.child("metadata")?.removeChildren { element in
+            element.attributes.contains {
+                $0.key.hasPrefix("xmlns")
+                    && ($0.value == OperationRecord.namespace || $0.value.hasPrefix(OperationRecords.cloneNamespacePrefix))
+            }
+        }
+        if let uuid { root.append("uuid", text: uuid.uuidString.lowercased()) }
         if let lineage {
             let metadata = root.child("metadata") ?? root.append("metadata")
             let record = metadata.append(

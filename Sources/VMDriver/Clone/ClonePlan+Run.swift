@@ -5,10 +5,13 @@ internal import Libvirt
 /// and rolling back whatever it made when it fails or is cancelled.
 extension ClonePlan {
     /// Runs the clone. On failure or cancellation, removes what it made.
-    func execute(context: JobContext, handle: Subprocess.Handle) async throws(VMDriverError) -> VirtualMachine {
+    func execute(context: JobContext, handle: Subprocess.Handle, record: CloneRecord) async throws(VMDriverError)
+        -> VirtualMachine
+    {
         let host = source.host
         let label = source.label
         let created = CreatedFiles()
+        try await record.write()
         do throws(VMDriverError) {
             let directory = self.directory
             let storage = host.storage
@@ -54,6 +57,7 @@ extension ClonePlan {
                     phase: "registering the clone", percent: 95, bytesProcessed: copied, bytesRemaining: copied.map { _ in 0 },
                     bytesTotal: copied))
             let vm = try await define(lineage: lineage, created: created)
+            await record.release()
             context.report(
                 JobProgress(
                     phase: "done", percent: 100, bytesProcessed: copied, bytesRemaining: copied.map { _ in 0 }, bytesTotal: copied
@@ -63,7 +67,9 @@ extension ClonePlan {
             // The source deleted (by another connection) while it was cloned: that is a failure
             // of the clone (2), not a bad parameter, whatever libvirt's "no domain" says.
             let sourceGone = await sourceIsGone()
-            let undone = await rollback(created, sourceGone: sourceGone)
+            let (undone, whole) = await rollback(created, sourceGone: sourceGone)
+            // The record stays while something is left: `vmctl abort` retries from it.
+            if whole { await record.release() }
             let what = Task.isCancelled || handle.wasTerminated ? "was cancelled" : "failed"
             let message = sourceGone ? "\(label) was deleted while it was being cloned (\(error.message))" : error.message
             throw VMDriverError(
@@ -119,12 +125,12 @@ extension ClonePlan {
                 try await host.blocking("cannot freeze the disks of \(label)") { [domain = plan.source.domain] _ in
                     let layout = try DiskLayout.read(domain: domain, host: host, label: label)
                     return try VirtualMachine.freeze(
-                        domain: domain, layout: layout, vmName: plan.source.name,
-                        snapshot: "vmdriver-copy-\(Self.stamp())-\(UUID().uuidString.prefix(6).lowercased())",
+                        domain: domain, layout: layout, vmName: plan.source.name, snapshot: plan.copySnapshot,
                         keepMetadata: false, storage: host.storage)
                 }
             }
             sources = temporary.mapValues { VMDetails.BackingImage(path: $0.frozen.path, format: $0.frozen.format) }
+            created.merging(true)
         } else {
             sources = Dictionary(
                 uniqueKeysWithValues: disks.map {
@@ -170,6 +176,7 @@ extension ClonePlan {
             context.report(JobProgress(phase: "merging the source's writes back (block commit)", percent: 92))
             // Runs whether the copy worked or not: the source must end on its own disks again.
             try await Self.commitBack(temporary, source: source)
+            created.merging(false)
         }
         if let copyError { throw copyError }
         return copied
@@ -221,7 +228,7 @@ extension ClonePlan {
         return try await host.blocking("cannot register clone '\(name)'") { [domain = source.domain] connection in
             let definition = try CloneDefinition(sourceXML: try domain.xmlDescription([.inactive, .secure]))
             let xml = definition.rewritten(
-                name: plan.name,
+                name: plan.name, uuid: plan.uuid,
                 disks: Dictionary(
                     uniqueKeysWithValues: plan.disks.map { ($0.source.target, (path: $0.target, format: $0.format)) }),
                 logDirectory: plan.directory, nvram: plan.nvram?.target, lineage: lineage)
@@ -262,7 +269,7 @@ extension ClonePlan {
     /// Removes what a failed clone made, newest first; says what it did. When the source is
     /// gone, the overlays its freeze gave it go too: nothing uses them, and its own images are
     /// as they were before the clone.
-    func rollback(_ created: CreatedFiles, sourceGone: Bool = false) async -> String {
+    func rollback(_ created: CreatedFiles, sourceGone: Bool = false) async -> (said: String, whole: Bool) {
         let (made, domain) = created.take()
         let files = sourceGone ? created.freezeOverlays() + made : made
         let storage = source.host.storage
@@ -281,8 +288,15 @@ extension ClonePlan {
                 }
                 return failures
             }) ?? files
+        if created.isMerging {
+            // The merge back failed: the source runs on a temporary overlay still.
+            return (
+                (failures.isEmpty ? "the clone's files were removed" : "could not remove: \(failures.joined(separator: ", "))")
+                    + "; the source still runs on a temporary overlay: `vmctl abort \(source.name)` merges it back", false
+            )
+        }
         return failures.isEmpty
-            ? "everything it made was removed; the source is untouched"
-            : "could not remove: \(failures.joined(separator: ", "))"
+            ? ("everything it made was removed; the source is untouched", true)
+            : ("could not remove: \(failures.joined(separator: ", ")); `vmctl abort \(source.name)` tries again", false)
     }
 }

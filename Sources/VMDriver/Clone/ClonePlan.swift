@@ -20,6 +20,10 @@ struct ClonePlan: Sendable {
     /// For a clone from a snapshot: the images it froze, per target.
     let snapshotBases: [String: VMDetails.BackingImage]
     let sourceState: VMState
+    /// The clone's UUID, chosen now so its record can tell a completed clone from a half-made one.
+    let uuid = UUID()
+    /// The name of the temporary freeze a full clone of a running source makes for its copy.
+    let copySnapshot = "vmdriver-copy-\(ClonePlan.stamp())-\(UUID().uuidString.prefix(6).lowercased())"
 
     static let locks = KeyedLock<UUID>()
 

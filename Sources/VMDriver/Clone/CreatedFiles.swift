@@ -9,6 +9,7 @@ final class CreatedFiles: @unchecked Sendable {
     private var domain: Domain?
 
     private var overlays: [String] = []
+    private var merge = false
 
     func add(_ path: String) { lock.withLock { files.append(path) } }
     /// A new top image the freeze gave the source (the source's, not the clone's).
@@ -16,6 +17,9 @@ final class CreatedFiles: @unchecked Sendable {
     func freezeOverlays() -> [String] { lock.withLock { overlays } }
     func define(_ domain: Domain) { lock.withLock { self.domain = domain } }
     func take() -> ([String], Domain?) { lock.withLock { (files, domain) } }
+    /// The running source writes into temporary overlays that are not merged back yet.
+    func merging(_ pending: Bool) { lock.withLock { merge = pending } }
+    var isMerging: Bool { lock.withLock { merge } }
 }
 
 extension Task where Success == Never, Failure == Never {

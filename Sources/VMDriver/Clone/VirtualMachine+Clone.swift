@@ -32,16 +32,19 @@ extension VirtualMachine {
         name: String, type: CloneType = .full, snapshot: String? = nil, destination: String? = nil
     ) async throws(VMDriverError) -> Job<VirtualMachine> {
         // Not while another process migrates or promotes the VM (code 5 naming it). Clones of one
-        // VM may run side by side: they take no record of their own.
-        try await OperationClaim.check(self)
+        // VM may run side by side, each with a record of its own.
+        try await OperationClaim.check(self, clones: false)
         let plan = try await ClonePlan.make(source: self, name: name, type: type, snapshot: snapshot, destination: destination)
-        let handle = Subprocess.Handle()
+        // Its own record on the source, written before it makes anything: what a later
+        // `vmctl abort` removes should this process die mid-clone.
+        let record = try CloneRecord(plan)
+        let handle = Subprocess.Handle(onStart: record.helperStarted, onEnd: record.helperEnded)
         return Job(
             kind: .clone, subject: "clone '\(name)' of \(label)",
             describe: { [self] in (try? await "\(label) is \(state())") ?? "" },
             onCancel: { handle.terminate() }
         ) { context throws(VMDriverError) in
-            try await plan.execute(context: context, handle: handle)
+            try await plan.execute(context: context, handle: handle, record: record)
         }
     }
 }

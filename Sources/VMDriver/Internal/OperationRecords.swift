@@ -37,6 +37,45 @@ enum OperationRecords {
         }
     }
 
+    /// Clone records live beside the VM's own record, one namespace per clone (clones of one
+    /// VM run side by side): this, then the clone's UUID.
+    static let cloneNamespacePrefix = "http://vmdriver.invalid/xmlns/clone/1/"
+    static let clonePrefix = "vmdclone"
+
+    static func cloneNamespace(_ clone: UUID) -> String { cloneNamespacePrefix + clone.uuidString.lowercased() }
+
+    /// The records of the clones being made of `domain` (or left by a clone whose process died).
+    static func readClones(_ domain: Domain) throws -> [OperationRecord] {
+        let flags: Domain.XMLFlags = try domain.isActive() ? [] : [.inactive]
+        let root = try XMLTree.parse(try domain.xmlDescription(flags))
+        return (root.child("metadata")?.children ?? []).compactMap { element in
+            guard
+                element.attributes.contains(where: {
+                    $0.key.hasPrefix("xmlns") && $0.value.hasPrefix(cloneNamespacePrefix)
+                })
+            else { return nil }
+            return OperationRecord(xml: element.serialized())
+        }
+    }
+
+    static func writeClone(_ record: OperationRecord, to domain: Domain) throws {
+        guard let clone = record.cloneUUID else { return }
+        try domain.setMetadata(.element, record.xml, key: clonePrefix, uri: cloneNamespace(clone), try impact(of: domain))
+    }
+
+    /// Removes a clone's record; true when the domain holds it no longer.
+    @discardableResult
+    static func removeClone(_ clone: UUID, from domain: Domain) -> Bool {
+        do {
+            try domain.setMetadata(.element, nil, uri: cloneNamespace(clone), try impact(of: domain))
+            return true
+        } catch let error as LibvirtError where error.code == .noDomain || error.code == .noDomainMetadata {
+            return true
+        } catch {
+            return false
+        }
+    }
+
     /// Why `domain` cannot take a new operation, given the record it holds: code 5 naming the
     /// operation, who runs it and since when; for a record whose owner is gone, how to clean up.
     static func busy(_ record: OperationRecord, label: String, vmName: String) -> VMDriverError {
@@ -112,13 +151,14 @@ final class OperationClaim: Sendable {
         self.recorded = recorded
     }
 
-    /// Code 5 when another operation's record is on `vm`; changes nothing.
-    static func check(_ vm: VirtualMachine) async throws(VMDriverError) {
+    /// Code 5 when another operation's record is on `vm` (with `clones`, also a clone's: a clone
+    /// being made, or one whose process died before it rolled back); changes nothing.
+    static func check(_ vm: VirtualMachine, clones: Bool = true) async throws(VMDriverError) {
         let (label, name) = (vm.label, vm.name)
         let held: OperationRecord?
         do throws(VMDriverError) {
             held = try await vm.host.blocking("cannot read the operation record of \(label)") { [domain = vm.domain] _ in
-                try OperationRecords.read(domain)
+                try OperationRecords.read(domain) ?? (clones ? OperationRecords.readClones(domain).first : nil)
             }
         } catch  where unsupported(error) {
             return
@@ -128,7 +168,7 @@ final class OperationClaim: Sendable {
 
     /// A driver without domain metadata (not QEMU's, nor the test driver's) keeps no record:
     /// its operations run unrecorded, as before records existed.
-    private static func unsupported(_ error: VMDriverError) -> Bool {
+    static func unsupported(_ error: VMDriverError) -> Bool {
         [.noSupport, .argumentUnsupported, .operationUnsupported].contains(error.libvirtError?.code)
     }
 

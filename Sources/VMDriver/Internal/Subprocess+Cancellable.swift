@@ -11,14 +11,29 @@ extension Subprocess {
         /// The running child's pid, 0 when none runs.
         private let pid = Mutex<pid_t>(0)
         private let stopped = Atomic(false)
+        /// Told of each child when it starts and when it has ended (before it is reaped), on
+        /// the thread that runs it: a clone records its copy processes for a later rollback.
+        private let onStart: (@Sendable (pid_t) -> Void)?
+        private let onEnd: (@Sendable (pid_t) -> Void)?
+
+        init(onStart: (@Sendable (pid_t) -> Void)? = nil, onEnd: (@Sendable (pid_t) -> Void)? = nil) {
+            (self.onStart, self.onEnd) = (onStart, onEnd)
+        }
 
         func attach(_ child: pid_t) {
             pid.withLock { $0 = child }
+            onStart?(child)
             if stopped.load(ordering: .acquiring) { terminate() }
         }
 
         /// The child was reaped: its pid may belong to someone else from now on.
-        func detach() { pid.withLock { $0 = 0 } }
+        func detach() {
+            let child = pid.withLock { child in
+                defer { child = 0 }
+                return child
+            }
+            if child > 0 { onEnd?(child) }
+        }
 
         /// Sends SIGTERM to the child's process group (the child and what it started), now or
         /// as soon as it starts. The pid is never one that was reaped: `run` detaches it first.
