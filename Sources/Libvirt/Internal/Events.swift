@@ -148,3 +148,24 @@ private let blockJobTrampoline: virConnectDomainEventBlockJobCallback = { _, _, 
     let box = Unmanaged<HandlerBox<BlockJobEvent>>.fromOpaque(opaque).takeUnretainedValue()
     box.handler(BlockJobEvent(disk: String(cString: disk), type: type, status: status))
 }
+
+extension Connection {
+    /// Calls `handler` on libvirt's event-loop thread each time an outgoing migration of
+    /// `domain` starts another pass over the guest's memory, with the pass's number. Calls
+    /// `virConnectDomainEventRegisterAny` with VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION.
+    public func onMigrationIteration(
+        of domain: Domain, _ handler: @escaping @Sendable (Int32) -> Void
+    ) throws(LibvirtError) -> EventRegistration {
+        try register(
+            VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION, of: domain,
+            callback: unsafeBitCast(
+                migrationIterationTrampoline as virConnectDomainEventMigrationIterationCallback,
+                to: virConnectDomainEventGenericCallback.self),
+            handler: handler)
+    }
+}
+
+private let migrationIterationTrampoline: virConnectDomainEventMigrationIterationCallback = { _, _, iteration, opaque in
+    guard let opaque else { return }
+    Unmanaged<HandlerBox<Int32>>.fromOpaque(opaque).takeUnretainedValue().handler(iteration)
+}

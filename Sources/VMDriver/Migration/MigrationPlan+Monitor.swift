@@ -26,6 +26,13 @@ extension MigrationPlan {
         let (peerURI, parameters) = (self.peerURI, self.parameters)
         let finished = MigrationDone()
         let wakeup = Wakeup()
+        // Each new pass over memory wakes the loop at once: the policy looks at the figures of
+        // every pass as it starts, not up to a poll period later. (Progress is still read
+        // every 250 ms in between.)
+        let passes = try? await vm.host.blocking("", evenIfCancelled: true) { connection in
+            try connection.onMigrationIteration(of: domain) { _ in wakeup.fire() }
+        }
+        defer { passes?.cancel() }
         let migration = Task<VMDriverError?, Never> {
             defer {
                 finished.mark()
