@@ -115,10 +115,85 @@ struct SnapshotMigrationTests {
         #expect(try await vm.state() == .running)
     }
 
-    /// A disk on the source's own storage with a snapshot: a full copy would leave the
-    /// snapshot's images behind, so it is refused (code 6) and nothing changes.
-    @Test func snapshotsWhoseImagesAFullCopyWouldLeaveBehindAreCode6() async throws {
-        let guest = TestbedGuest("snapcopy", placement: .local(.hosta), domainType: domainType)
+    /// The guest's files in a host's own images folder, by name.
+    func files(of guest: TestbedGuest, on host: Testbed.Name) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: host.imagesFromHere)) ?? []).filter { $0.hasPrefix(guest.name) }
+            .sorted()
+    }
+
+    /// Disks on each host's own storage (not shared), two user snapshots and the freeze of a
+    /// linked clone: the chain's images the target lacks are copied first, then only the top
+    /// image moves; there and back. The snapshots arrive whole each way; the clone made on the
+    /// first host keeps its base there (never removed from under it); the host the VM left
+    /// the second time holds none of its files; a clone from a snapshot that travelled twice
+    /// holds that moment's data; the VM's own data is whole.
+    @Test func snapshotChainsOnStorageThatIsNotSharedArriveWhole() async throws {
+        let guest = TestbedGuest("snapchain", placement: .local(.hosta), domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta, cmdline: "vmdriver.seq=20")
+        #expect(await Integration.waitFor(20) { guest.log.sequenceSynced() >= 20 })
+        let hosta = try await Host.connect(Testbed.Name.hosta.uri)
+        let vm = try await hosta.open(guest.name)
+        let syncedAtS1 = guest.log.sequenceSynced()
+        _ = try await vm.createSnapshot(name: "s1")
+        let early = try await vm.clone(name: "\(guest.name)-early", type: .linked).wait()
+        let earlyBase = try #require(try await early.details().disks.first?.backingChain?.first?.path)
+        _ = try await vm.createSnapshot(name: "s2")
+        let before = try await vm.snapshots()
+        try await hosta.close()
+        #expect(before.count == 3, "\(before.map(\.name))")
+        #expect(files(of: guest, on: .hostb).isEmpty)
+
+        for (from, to) in [(Testbed.Name.hosta, Testbed.Name.hostb), (.hostb, .hosta)] {
+            let beats = guest.log.heartbeats().count
+            let host = try await Host.connect(from.uri)
+            let job = try await host.open(guest.name).migrate(to: to.address, options: options())
+            let result = try await job.wait()
+            try? await host.close()
+            #expect(result.state == .running)
+            #expect(result.storage == .incremental, "only the top image moves: \(result.steps)")
+            #expect(result.steps.contains { $0.hasPrefix("redefined the snapshots") }, "\(result.steps)")
+            #expect(!result.steps.contains { $0.contains("could not") || $0.contains("is not on") }, "\(result.steps)")
+            #expect(try guest.hosts() == [to])
+            #expect(try await snapshots(of: guest.name, on: to) == before, "on \(to)")
+            #expect(await guest.keepsBeating(after: beats))
+            #expect(guest.log.boots() == 1)
+            if to == .hostb {
+                // The chain's images were copied to hostb; the early clone's base stays on hosta.
+                #expect(result.steps.contains { $0.hasPrefix("copied ") && $0.contains(" to ") }, "\(result.steps)")
+                #expect(
+                    FileManager.default.fileExists(atPath: "\(Testbed.Name.hosta.imagesFromHere)/\(PathName.last(earlyBase))"))
+                #expect(result.steps.contains { $0.contains("kept \(earlyBase)") }, "\(result.steps)")
+            }
+        }
+        // hostb, left behind the second time: none of the VM's files.
+        #expect(files(of: guest, on: .hostb).isEmpty, "left on hostb: \(files(of: guest, on: .hostb))")
+
+        let home = try await Host.connect(Testbed.Name.hosta.uri)
+        defer { Task { try? await home.close() } }
+        let fromS1 = try await home.open(guest.name).clone(name: "\(guest.name)-s1", type: .linked, snapshot: "s1").wait()
+        let s1Disk = try #require(try await fromS1.details().disks.first?.path)
+        let s1Flat = try Testbed.Name.hosta.flattenedCopy(of: s1Disk)
+        defer { try? FileManager.default.removeItem(atPath: s1Flat) }
+        let atS1 = try DiskSequence(inImage: s1Flat)
+        #expect(atS1.whole >= syncedAtS1, "s1 was taken after record \(syncedAtS1): its clone holds \(atS1)")
+        try await fromS1.start()
+        #expect(try await fromS1.state() == .running)
+        try await home.open(early.name).start()
+        #expect(try await home.open(early.name).state() == .running, "the early clone still rests on its base")
+        let synced = guest.log.sequenceSynced()
+        let vmDisk = try #require(try await home.open(guest.name).details().disks.first?.path)
+        let vmFlat = try Testbed.Name.hosta.flattenedCopy(of: vmDisk)
+        defer { try? FileManager.default.removeItem(atPath: vmFlat) }
+        let now = try DiskSequence(inImage: vmFlat)
+        #expect(now.whole >= synced, "synced 1...\(synced); the disk: \(now)")
+    }
+
+    /// The target holds a file at a path of the chain, with other bytes: copying only the top
+    /// over it would corrupt the disk, and the chain cannot be copied over it, so the move is
+    /// refused (code 6, naming it) and nothing changes.
+    @Test func aChainWhoseBaseDiffersOnTheTargetIsCode6() async throws {
+        let guest = TestbedGuest("snapdiff", placement: .local(.hosta), domainType: domainType)
         defer { guest.cleanUp() }
         try await guest.boot(on: .hosta)
         let host = try await Host.connect(Testbed.Name.hosta.uri)
@@ -126,15 +201,22 @@ struct SnapshotMigrationTests {
         let vm = try await host.open(guest.name)
         _ = try await vm.createSnapshot(name: "kept")
         let before = try await vm.snapshots()
+        // Something else at the base's path on hostb.
+        let impostor = "\(Testbed.Name.hostb.imagesFromHere)/\(guest.name).qcow2"
+        try run("qemu-img", ["create", "-q", "-f", "qcow2", impostor, "64M"])
+        let connection = try Testbed.connection(.hostb)
+        for pool in try connection.listAllStoragePools() { try? pool.refresh() }
+        try connection.close()
         do {
             _ = try await vm.migrate(to: Testbed.Name.hostb.address, options: options()).wait()
             Issue.record("the migration went ahead")
         } catch {
             #expect(error.code == .incompatibleParameters, "\(error)")
-            #expect(error.message.contains("'kept'") && error.message.contains("shared storage"), "\(error.message)")
+            #expect(error.message.contains("'kept'") && error.message.contains(guest.diskPath), "\(error.message)")
         }
         #expect(try guest.hosts() == [.hosta])
         #expect(try await vm.snapshots() == before)
         #expect(try Testbed.domains(on: .hostb, prefix: guest.name) == [])
+        #expect(files(of: guest, on: .hostb) == ["\(guest.name).qcow2"], "only the impostor")
     }
 }

@@ -169,6 +169,21 @@ package final class TestbedGuest {
     }
 }
 
+extension Testbed.Name {
+    /// A raw copy of `image` (a path on this host, its backing chain at the host's own paths),
+    /// flattened inside the host's mount namespace (where those paths exist) by `qemu-img
+    /// convert`; returned as a path from here. The caller removes it.
+    package func flattenedCopy(of image: String) throws -> String {
+        let pid = try run("bash", [packageRoot.appendingPathComponent("scripts/testbed.sh").path, "daemon-pid", rawValue])
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let name = ".vmdriver-flat-\(UUID().uuidString.prefix(8).lowercased()).raw"
+        _ = try run(
+            "nsenter",
+            ["-t", pid, "-m", "--", "qemu-img", "convert", "-U", "-O", "raw", image, "/var/lib/libvirt/images/\(name)"])
+        return "\(imagesFromHere)/\(name)"
+    }
+}
+
 /// Bytes a file takes on disk.
 package func allocated(_ path: String) throws -> Int {
     try URL(fileURLWithPath: path).resourceValues(forKeys: [.totalFileAllocatedSizeKey]).totalFileAllocatedSize ?? 0

@@ -76,7 +76,10 @@ struct MigrationFacts: Sendable {
             var bases: [String: Result<Bool?, VMDriverError>] = [:]
             // One probe per folder, however many bases it holds (nil inside: cannot tell).
             var baseFolders: [String: Bool?] = shared.mapValues { $0 }
-            if options.storage == .auto || options.storage == .incremental {
+            // A chain that snapshots rest on travels whole: the target's copy of each base is
+            // compared even for --storage copy (the bases it lacks are copied first).
+            let snapshots = try SnapshotCarry.read(domain)
+            if options.storage == .auto || options.storage == .incremental || (options.storage == .copy && !snapshots.isEmpty) {
                 for disk in disks where shared[folder(disk.path)] != true || options.home != nil {
                     for base in disk.chain where bases[base.path] == nil {
                         let baseFolder = folder(base.path)
@@ -114,7 +117,7 @@ struct MigrationFacts: Sendable {
                 capacities: capacities, bases: bases, occupied: occupied,
                 liveXML: state.isActive ? try domain.xmlDescription([.migratable, .secure]) : nil,
                 inactiveXML: try? domain.xmlDescription([.inactive, .migratable, .secure]),
-                snapshots: try SnapshotCarry.read(domain))
+                snapshots: snapshots)
         }
     }
 }

@@ -85,7 +85,7 @@ extension MigrationPlan {
         } else if let layout = facts.layout {
             let decided = Self.decideStorage(
                 layout: layout, shared: facts.shared, bases: facts.bases, capacities: facts.capacities, options: options,
-                type: type, targetLabel: targetLabel)
+                type: type, targetLabel: targetLabel, carryChains: !facts.snapshots.isEmpty)
             moves = decided.moves
             storage = decided.storage
             for problem in decided.problems { fail(problem.code, problem.message) }
@@ -107,11 +107,30 @@ extension MigrationPlan {
                         + "\(move.disk.target) would be copied, which takes only what the VM sees now: keep its disks on shared storage"
                 )
             } else if let move = moves.first(where: { $0.mode == .copy }) {
+                // Why the chain cannot travel whole (DiskMove.seed): a base the target holds
+                // with other bytes, one that could not be compared, or a new home folder.
+                func compared(_ base: VMDetails.BackingImage) -> Bool?? {
+                    switch facts.bases[base.path] {
+                    case .success(let same)?: same
+                    default: .none
+                    }
+                }
+                let why: String
+                if options.home != nil {
+                    why = "its chain cannot move into --home (the images name their backing files by path)"
+                } else if let differs = move.disk.chain.first(where: { compared($0) == .some(false) }) {
+                    why =
+                        "\(differs.path) on \(targetLabel) is another image than the source's, and VMDriver does not overwrite it"
+                } else if let unknown = move.disk.chain.first(where: { compared($0) == .none }) {
+                    why = "\(unknown.path) could not be compared with \(targetLabel)'s"
+                } else {
+                    why = "its images cannot be copied there"
+                }
                 fail(
                     .incompatibleParameters,
-                    "\(label) has snapshots (\(names)) resting on the images of its disks, and a full copy of "
-                        + "\(move.disk.target) would take only what the VM sees now, not the images the snapshots need: keep the "
-                        + "disks on shared storage, or give \(targetLabel) the same base images and use --storage incremental")
+                    "\(label) has snapshots (\(names)) resting on the images of \(move.disk.target), and \(why): a full copy "
+                        + "would take only what the VM sees now, not the images the snapshots need; remove or rename it, or "
+                        + "keep the disks on shared storage")
             }
         }
 
@@ -216,10 +235,14 @@ extension MigrationPlan {
     }
 
     /// Decides how each disk travels: in place when the storage is shared (checked), only its
-    /// top image when the target holds an identical backing chain, else copied whole.
+    /// top image when the target holds an identical backing chain, else copied whole. With
+    /// `carryChains` (the VM has snapshots, whose images are its chain) a disk that is not
+    /// shared keeps its chain: the bases the target lacks are copied first (`DiskMove.seed`),
+    /// then only the top image moves; a base the target holds with other bytes is code 6.
     static func decideStorage(
         layout: DiskLayout, shared: [String: Bool], bases: [String: Result<Bool?, VMDriverError>],
-        capacities: [String: UInt64], options: MigrationOptions, type: MigrationOptions.MigrationType, targetLabel: String
+        capacities: [String: UInt64], options: MigrationOptions, type: MigrationOptions.MigrationType, targetLabel: String,
+        carryChains: Bool = false
     ) -> (moves: [DiskMove], storage: MigrationOptions.Storage, problems: [Problem]) {
         var problems: [Problem] = []
         func chainReady(_ disk: DiskLayout.Disk) -> VMDriverError? {
@@ -240,17 +263,39 @@ extension MigrationPlan {
             }
             return nil
         }
+        /// The bases to copy so the chain arrives whole (deepest first), when every base is
+        /// either identical on the target or missing there; nil when one differs or cannot be
+        /// compared, or for a home folder (the chain's absolute backing paths would not hold).
+        func seed(_ disk: DiskLayout.Disk) -> [String]? {
+            guard carryChains, options.home == nil, !disk.chain.isEmpty else { return nil }
+            var missing: [String] = []
+            for base in disk.chain {
+                switch bases[base.path] {
+                case .success(true)?: continue
+                case .success(nil)?: missing.append(base.path)
+                default: return nil
+                }
+            }
+            return missing.reversed()
+        }
         var moves: [DiskMove] = []
         for disk in layout.disks {
             let inPlace: Bool? = options.home != nil ? false : shared[folder(disk.path)]
-            let mode: DiskMove.Mode
+            var mode: DiskMove.Mode
+            var seeded: [String] = []
             switch options.storage {
             case .shared: mode = .shared
-            case .copy: mode = .copy
+            case .copy:
+                mode = .copy
+                if let bases = seed(disk) { (mode, seeded) = (.incremental, bases) }
             case .incremental:
                 mode = disk.chain.isEmpty ? .copy : .incremental
                 if mode == .incremental, let error = chainReady(disk) {
-                    problems.append(Problem(code: error.code, message: "--storage incremental: \(error.message)"))
+                    if let bases = seed(disk) {
+                        seeded = bases
+                    } else {
+                        problems.append(Problem(code: error.code, message: "--storage incremental: \(error.message)"))
+                    }
                 }
             case .auto:
                 if inPlace == true {
@@ -263,15 +308,21 @@ extension MigrationPlan {
                                 "cannot tell whether \(disk.path) is on storage \(targetLabel) shares: define a storage pool "
                                 + "for its folder on both hosts, or pass --storage shared or --storage copy"))
                     mode = .shared
+                } else if !disk.chain.isEmpty && chainReady(disk) == nil {
+                    mode = .incremental
+                } else if let bases = seed(disk) {
+                    (mode, seeded) = (.incremental, bases)
                 } else {
-                    mode = disk.chain.isEmpty || chainReady(disk) != nil ? .copy : .incremental
+                    mode = .copy
                 }
             }
             let targetPath = options.home.map { "\($0)/\(PathName.last(disk.path))" } ?? disk.path
             if mode != .shared && capacities[disk.target] == nil {
                 problems.append(Problem(code: .failed, message: "cannot read the size of \(disk.target) (\(disk.path))"))
             }
-            moves.append(DiskMove(disk: disk, mode: mode, targetPath: targetPath, capacity: capacities[disk.target] ?? 0))
+            moves.append(
+                DiskMove(
+                    disk: disk, mode: mode, targetPath: targetPath, capacity: capacities[disk.target] ?? 0, seed: seeded))
         }
         let flattened = moves.filter { $0.mode == .copy && !$0.disk.chain.isEmpty }
         if type == .cold {
@@ -285,8 +336,11 @@ extension MigrationPlan {
             }
         } else if !flattened.isEmpty && moves.contains(where: { $0.mode == .incremental }) {
             // libvirt copies either every disk whole or every top image: a flattened copy and an
-            // incremental one cannot travel together, so all are copied whole.
-            for index in moves.indices where moves[index].mode == .incremental { moves[index].mode = .copy }
+            // incremental one cannot travel together, so all are copied whole (a chain that
+            // must arrive whole cannot: the snapshot check refuses that, code 6).
+            for index in moves.indices where moves[index].mode == .incremental && moves[index].seed.isEmpty {
+                moves[index].mode = .copy
+            }
         }
         let storage: MigrationOptions.Storage =
             moves.allSatisfy { $0.mode == .shared }
@@ -298,6 +352,9 @@ extension MigrationPlan {
         switch move.mode {
         case .shared: return "\(move.disk.target): stays on shared storage (\(move.disk.path))"
         case .copy: return "\(move.disk.target): copied whole to \(move.targetPath)"
+        case .incremental where !move.seed.isEmpty:
+            return "\(move.disk.target): its backing chain goes first (\(move.seed.joined(separator: ", ")) copied to the same "
+                + "paths), then only its top image is copied to \(move.targetPath)"
         case .incremental:
             let base = move.disk.chain.first?.path ?? "base"
             return "\(move.disk.target): only its top image is copied to \(move.targetPath), over the target's identical \(base)"

@@ -74,6 +74,16 @@ extension MigrationPlan {
         let started = ContinuousClock.now
         let label = vm.label
         var steps: [String] = []
+        // Backing images the target lacks go first, file for file, while the VM runs on (they
+        // are frozen: nothing writes to them); then the top images over them.
+        let seeded = moves.filter { !$0.seed.isEmpty }
+        if !seeded.isEmpty {
+            try await preparation.seed(seeded, from: vm.host) { path in
+                context.report(JobProgress(phase: "copying \(PathName.last(path)) to \(destinationHost.label)", percent: 0))
+            }
+            for path in Set(seeded.flatMap(\.seed)).sorted() { steps.append("copied \(path) to \(destinationHost.label)") }
+            if type != .cold { try await preparation.createImages(seeded) }
+        }
 
         if type == .cold && wasActive {
             context.report(JobProgress(phase: "shutting the guest down", percent: 0))
@@ -182,6 +192,7 @@ extension MigrationPlan {
                     steps.append("removed the source's copy of \(move.disk.target) (\(move.disk.path))")
                 }
             }
+            steps += await removeSnapshotChainsFromSource()
         }
         let elapsed = ContinuousClock.now - started
         return MigrationResult(
@@ -222,6 +233,47 @@ extension MigrationPlan {
         ]
         steps += failed.map { "could not redefine \($0) on \(destinationHost.label)" }
         steps += missing.map { "\($0), which is not on \(destinationHost.label)" }
+        return steps
+    }
+
+    /// After a move that carried snapshots off storage the hosts do not share: the images of
+    /// the chain that are the VM's own (some snapshot made or froze them) leave the source too,
+    /// unless another VM on the source rests on them (a linked clone's base stays, so no clone
+    /// is broken). Images below them (a template's base) are never the VM's to remove.
+    func removeSnapshotChainsFromSource() async -> [String] {
+        let owned = Set(snapshots.snapshots.flatMap(\.images))
+        let candidates = moves.filter { $0.mode != .shared }.flatMap { $0.disk.chain.map(\.path) }.filter(owned.contains)
+        guard !candidates.isEmpty else { return [] }
+        let (host, uuid, target) = (vm.host, vm.uuid, destinationHost)
+        let inUse =
+            await
+            (try? host.blocking("", evenIfCancelled: true) { connection -> Set<String>? in
+                var used: Set<String> = []
+                // A base in a folder both hosts share is the target's too now.
+                for folder in Set(candidates.map(PathName.parent)) {
+                    let shared = StoragePools.sameStorage(folder, source: connection, target: target.connection)
+                    if shared != false { used.formUnion(candidates.filter { PathName.parent($0) == folder }) }
+                }
+                for domain in try connection.listAllDomains() where (try? domain.uuid()) != uuid {
+                    // A VM whose disks cannot be read might rest on anything: keep everything.
+                    guard let layout = try? DiskLayout.read(domain: domain, host: host, label: "a VM on \(host.label)")
+                    else { return nil }
+                    for disk in layout.disks { used.formUnion([disk.path] + disk.chain.map(\.path)) }
+                    used.formUnion(layout.shared)
+                }
+                return used
+            }) ?? nil
+        guard let inUse else {
+            return ["kept the snapshot images on \(host.label): could not tell which other VMs rest on them"]
+        }
+        var steps: [String] = []
+        for path in candidates {
+            if inUse.contains(path) {
+                steps.append("kept \(path) on \(host.label): another VM there rests on it, or the target shares it")
+            } else if await removeFromSource(path) {
+                steps.append("removed the source's copy of \(path)")
+            }
+        }
         return steps
     }
 

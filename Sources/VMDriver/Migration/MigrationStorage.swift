@@ -19,6 +19,9 @@ struct DiskMove: Sendable {
     var targetPath: String
     /// Virtual size in bytes.
     var capacity: UInt64
+    /// Backing images the target lacks, copied there file for file before the move (deepest
+    /// first), so a chain that snapshots rest on arrives whole and only the top image moves.
+    var seed: [String] = []
 }
 
 /// Disk images across two hosts, through libvirt's storage API.
@@ -269,8 +272,25 @@ final class TargetPreparation: Sendable {
         }
     }
 
+    /// Copies the backing images a move lacks on the target (`DiskMove.seed`, deepest first) to
+    /// the same paths there, file for file through the two hosts' storage APIs, sparse: their
+    /// backing references stay right. Each is listed (and recorded) before its bytes move, so a
+    /// failed or cancelled migration takes it away. `progress` gets each image as it starts.
+    func seed(_ moves: [DiskMove], from source: Host, progress: (String) -> Void) async throws(VMDriverError) {
+        var done: Set<String> = []
+        for move in moves {
+            for path in move.seed where !done.contains(path) {
+                progress(path)
+                try Task.checkCancellation(or: "copying \(path) to \(target.label)")
+                try await copyFile(path, to: path, from: source)
+                done.insert(path)
+            }
+        }
+    }
+
     /// Creates the target's image for each copied disk, sparse: an empty qcow2 (or raw) of the
     /// disk's size for a full copy, an overlay over the identical base for an incremental one.
+    /// Moves that seed their chain first are left for after the seeding (`seed`).
     func createImages(_ moves: [DiskMove]) async throws(VMDriverError) {
         for move in moves where move.mode != .shared {
             try await target.blocking("cannot create \(move.targetPath) on \(target.label)") { connection in
@@ -298,22 +318,27 @@ final class TargetPreparation: Sendable {
     /// Cold migrations: copies a disk's image file (the top image, for an incremental move)
     /// from the source to the target through the two hosts' storage APIs, sparse.
     func copyImage(_ move: DiskMove, from source: Host) async throws(VMDriverError) {
+        try await copyFile(move.disk.path, to: move.targetPath, from: source)
+    }
+
+    /// Copies the file at `path` on the source to `targetPath` on the target, sparse.
+    private func copyFile(_ path: String, to targetPath: String, from source: Host) async throws(VMDriverError) {
         let target = self.target
-        let targetFolder = folder(move.targetPath)
+        let targetFolder = folder(targetPath)
         // An empty raw file the upload fills; libvirt reads its format afresh after. Listed (and
         // recorded) before the bytes move, so a copy cut short is taken away.
-        let (copy, pool) = try await target.blocking("cannot copy \(move.disk.path) to \(target.label)") { connection in
+        let (copy, pool) = try await target.blocking("cannot copy \(path) to \(target.label)") { connection in
             _ = try self.cover(targetFolder, connection: connection, what: "the folder")
             guard let pool = try StoragePools.covering(targetFolder, connection: connection) else {
                 throw VMDriverError(.incompatibleParameters, "\(target.label) has no storage pool covering \(targetFolder)")
             }
-            let copy = try StoragePools.createVolume(named: PathName.last(move.targetPath), capacity: 0, format: "raw", in: pool)
-            self.state.withLock { $0.images.append(move.targetPath) }
+            let copy = try StoragePools.createVolume(named: PathName.last(targetPath), capacity: 0, format: "raw", in: pool)
+            self.state.withLock { $0.images.append(targetPath) }
             return (copy, pool)
         }
         await notify()
-        try await source.blocking("cannot copy \(move.disk.path) to \(target.label)", lane: .long) { _ in
-            let (original, _) = try source.storage.reader(move.disk.path)
+        try await source.blocking("cannot copy \(path) to \(target.label)", lane: .long) { _ in
+            let (original, _) = try source.storage.reader(path)
             try MigrationStorage.send(original, to: copy)
             try? pool.refresh()
         }

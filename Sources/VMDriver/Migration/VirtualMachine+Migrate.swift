@@ -54,7 +54,8 @@ extension VirtualMachine {
         // What the target needs first: the home folder, the images disks are copied into.
         do throws(VMDriverError) {
             if let home = plan.options.home { try await plan.preparation.makeHome(home) }
-            if plan.type != .cold { try await plan.preparation.createImages(plan.moves) }
+            // A move that seeds its chain gets its image once the chain is there (in the job).
+            if plan.type != .cold { try await plan.preparation.createImages(plan.moves.filter(\.seed.isEmpty)) }
         } catch {
             await plan.preparation.rollback()
             await claim.release()
