@@ -133,7 +133,7 @@ extension OperationRecord {
     var xml: String {
         let root = XMLTree(name: "operation")
         root.set("kind", operation.rawValue)
-        root.set("started", ISO8601DateFormatter().string(from: started))
+        root.set("started", started.formatted(.iso8601))
         root.set("source", source)
         if let target { root.set("target", target) }
         if let targetName { root.set("target-name", targetName) }
@@ -161,7 +161,7 @@ extension OperationRecord {
         guard let root = try? XMLTree.parse(text), Self.local(root.name) == "operation" else { return nil }
         func children(_ name: String) -> [XMLTree] { root.children.filter { Self.local($0.name) == name } }
         guard let kind = root.attributes["kind"].flatMap(JobKind.init(rawValue:)),
-            let started = root.attributes["started"].flatMap({ ISO8601DateFormatter().date(from: $0) }),
+            let started = root.attributes["started"].flatMap({ try? Date($0, strategy: .iso8601) }),
             let source = root.attributes["source"], let owner = children("owner").first,
             let pid = owner.attributes["pid"].flatMap({ Int32($0) }),
             let startTime = owner.attributes["start-time"].flatMap({ UInt64($0) }), let boot = owner.attributes["boot-id"]

@@ -47,7 +47,7 @@ struct Jobs: AsyncParsableCommand {
             lines.append("  libvirt: no job")
         }
         if let record = job.record {
-            let since = ISO8601DateFormatter().string(from: record.started)
+            let since = record.started.formatted(.iso8601)
             var line = "  VMDriver: \(record.operation.rawValue)"
             if let target = record.target { line += " to \(target)" }
             line += ", by \(record.owner.program) pid \(record.owner.pid) (\(job.owner?.rawValue ?? "?")) since \(since)"
@@ -57,7 +57,7 @@ struct Jobs: AsyncParsableCommand {
             for pool in record.pools { lines.append("  transient pool on the target: \(pool.name)") }
         }
         for clone in job.clones {
-            let since = ISO8601DateFormatter().string(from: clone.started)
+            let since = clone.started.formatted(.iso8601)
             lines.append(
                 "  VMDriver: clone '\(clone.targetName ?? "?")', by \(clone.owner.program) pid \(clone.owner.pid) "
                     + "(\(clone.ownerStatus.rawValue)) since \(since)")

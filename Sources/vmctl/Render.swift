@@ -45,7 +45,7 @@ enum Render {
 extension Render {
     static func snapshot(_ info: SnapshotInfo) -> String {
         var lines = [
-            "\(info.name)  \(info.creationTime.map { ISO8601DateFormatter().string(from: $0) } ?? "-")  \(info.vmState ?? "")"
+            "\(info.name)  \(info.creationTime.map { $0.formatted(.iso8601) } ?? "-")  \(info.vmState ?? "")"
         ]
         for disk in info.disks {
             lines.append("  \(disk.target): frozen \(disk.frozenImage ?? "?"), then \(disk.overlay)")

@@ -79,7 +79,7 @@ enum OperationRecords {
     /// Why `domain` cannot take a new operation, given the record it holds: code 5 naming the
     /// operation, who runs it and since when; for a record whose owner is gone, how to clean up.
     static func busy(_ record: OperationRecord, label: String, vmName: String) -> VMDriverError {
-        let since = ISO8601DateFormatter().string(from: record.started)
+        let since = record.started.formatted(.iso8601)
         let abort = "vmctl abort \(vmName)"
         switch record.ownerStatus {
         case .alive:
