@@ -46,6 +46,26 @@ extension VirtualMachine {
                     "cannot delete \(label): linked clones rest on its disks (\(clones.joined(separator: ", "))); "
                         + "promote them first (vmctl promote NAME), or pass --force to break them")
             }
+            // Clones made of it on another host, which are not defined here (the VM migrated
+            // since): on shared storage they may rest on its images from there. (One made here
+            // and gone from here was deleted.)
+            let elsewhere = ((try? CloneChildren.read(domain)) ?? []).filter {
+                $0.host != host.name && (try? connection.lookupDomain(uuid: $0.uuid)) == nil
+            }
+            if !elsewhere.isEmpty && !force {
+                throw VMDriverError(
+                    .invalidState,
+                    "cannot delete \(label): it has linked clones that are not on \(host.label) ("
+                        + elsewhere.map { "\($0.name), made on \($0.host)" }.joined(separator: "; ")
+                        + ") and may rest on its images from there; promote or delete them where they are, or pass --force "
+                        + "if they are gone")
+            }
+            // A linked clone deleted here is one its parent no longer has to keep.
+            if let lineage = CloneDefinition.lineage(in: try domain.xmlDescription([.inactive])),
+                let parent = try? connection.lookupDomain(uuid: lineage.parentUUID)
+            {
+                CloneChildren.remove(uuid, from: parent)
+            }
             var removable: [String] = []
             if withStorage {
                 let layout = try DiskLayout.read(domain: domain, host: host, label: label)
@@ -128,8 +148,15 @@ extension VirtualMachine {
                 }
             }
         }
+        let uuid = self.uuid
         try await host.blocking("cannot update the definition of \(label)") { connection in
             let root = try XMLTree.parse(try domain.xmlDescription([.inactive, .secure]))
+            // Standalone now: its parent no longer has to keep anything for it.
+            if let lineage = CloneDefinition.lineage(in: root.serialized()),
+                let parent = try? connection.lookupDomain(uuid: lineage.parentUUID)
+            {
+                CloneChildren.remove(uuid, from: parent)
+            }
             root.child("metadata")?.removeChildren { $0.name.hasSuffix(":clone") }
             _ = try connection.defineDomain(xml: root.serialized())
         }

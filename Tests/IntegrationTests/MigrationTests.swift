@@ -225,6 +225,39 @@ struct MigrationTests {
         #expect(try guest.markersOnDisk(readable) == ["boot 1 tag=mig"])
     }
 
+    /// `--storage auto` with a base the target holds with other bytes: copying only the overlay
+    /// would corrupt the disk, so the disk is copied whole, flattened: it arrives with no backing
+    /// image and the guest's data; the target's other base and the source's base are untouched.
+    @Test func autoCopiesTheDiskWholeWhenTheTargetsBaseDiffers() async throws {
+        let guest = TestbedGuest("incauto", placement: .local(.hosta), domainType: domainType)
+        defer { guest.cleanUp() }
+        let baseName = "\(guest.name)-base.qcow2"
+        let ours = "\(Testbed.Name.hosta.imagesFromHere)/\(baseName)"
+        let theirs = "\(Testbed.Name.hostb.imagesFromHere)/\(baseName)"
+        try makeBigBase(ours)
+        try FileManager.default.copyItem(atPath: ours, toPath: theirs)
+        try run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x5a 100M 512", theirs])
+        let (oursSum, theirsSum) = (try run("sha256sum", [ours]), try run("sha256sum", [theirs]))
+        try run(
+            "qemu-img",
+            [
+                "create", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", "/var/lib/libvirt/images/\(baseName)",
+                guest.diskFromHere(on: .hosta), "128M",
+            ])
+        try await guest.boot(on: .hosta, diskReady: true)
+        let beats = guest.log.heartbeats().count
+        let result = try await migrate(guest.name, from: .hosta, to: .hostb, options())
+        #expect(result.storage == .copy, "\(result.steps)")
+        #expect(try guest.hosts() == [.hostb])
+        let arrived = guest.diskFromHere(on: .hostb)
+        #expect(try backingFile(of: arrived) == nil, "flattened: no backing image on hostb")
+        #expect(try guest.markersOnDisk(arrived) == ["boot 1 tag=mig"])
+        #expect(try run("sha256sum", [theirs]) == theirsSum, "hostb's other base untouched")
+        #expect(try run("sha256sum", [ours]) == oursSum, "hosta's base stays, untouched")
+        #expect(await guest.keepsBeating(after: beats))
+        #expect(guest.log.boots() == 1)
+    }
+
     /// A 128 MiB base: the fixture's data disk grown, with 48 MiB of pattern past its file system.
     func makeBigBase(_ path: String) throws {
         try FileManager.default.copyItem(

@@ -115,6 +115,30 @@ struct SnapshotMigrationTests {
         #expect(try await vm.state() == .running)
     }
 
+    /// A VM whose linked clone stays behind on shared storage keeps its parent protection on
+    /// the host it lands on: `vmctl delete --with-storage` there is code 5 naming the clone and
+    /// the host it was made on, and removes nothing; the clone still starts.
+    @Test func aParentThatMovedStillProtectsTheCloneItLeftBehind() async throws {
+        let guest = TestbedGuest("snapkid", domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta)
+        let hosta = try await Host.connect(Testbed.Name.hosta.uri)
+        defer { Task { try? await hosta.close() } }
+        let kid = try await hosta.open(guest.name).clone(name: "\(guest.name)-kid", type: .linked).wait()
+        let kidBase = try #require(try await kid.details().disks.first?.backingChain?.first?.path)
+        let result = try await hosta.open(guest.name).migrate(to: Testbed.Name.hostb.address, options: options()).wait()
+        #expect(try guest.hosts() == [.hostb], "\(result.steps)")
+
+        #expect(try VMCtl.run(["-c", Testbed.Name.hostb.uri, "destroy", guest.name]).status == 0)
+        let delete = try VMCtl.run(["-c", Testbed.Name.hostb.uri, "delete", guest.name, "--with-storage"])
+        #expect(delete.status == 5, "\(delete.stdout)\n\(delete.stderr)")
+        #expect(delete.stderr.contains("\(kid.name), made on hosta"), "\(delete.stderr)")
+        #expect(try guest.state(on: .hostb) != nil, "still defined on hostb")
+        #expect(FileManager.default.fileExists(atPath: kidBase), "the clone's base is still there")
+        try await kid.start()
+        #expect(try await kid.state() == .running)
+    }
+
     /// The guest's files in a host's own images folder, by name.
     func files(of guest: TestbedGuest, on host: Testbed.Name) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: host.imagesFromHere)) ?? []).filter { $0.hasPrefix(guest.name) }

@@ -90,11 +90,13 @@ struct CloneDefinition {
         }
         // The source's own clone record (it may be a linked clone itself) is not the clone's.
         root.child("metadata")?.removeChildren { $0.name.hasSuffix(":clone") && $0.attributes.values.contains(Self.namespace) }
-        // Nor are the records of operations running on the source (other clones being made).
+        // Nor are the records of operations running on the source (other clones being made),
+        // nor the source's own clones.
         root.child("metadata")?.removeChildren { element in
             element.attributes.contains {
                 $0.key.hasPrefix("xmlns")
-                    && ($0.value == OperationRecord.namespace || $0.value.hasPrefix(OperationRecords.cloneNamespacePrefix))
+                    && ($0.value == OperationRecord.namespace || $0.value.hasPrefix(OperationRecords.cloneNamespacePrefix)
+                        || $0.value.hasPrefix(CloneChildren.namespacePrefix))
             }
         }
         if let uuid { root.append("uuid", text: uuid.uuidString.lowercased()) }

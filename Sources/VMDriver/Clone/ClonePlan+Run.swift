@@ -234,6 +234,15 @@ extension ClonePlan {
                 logDirectory: plan.directory, nvram: plan.nvram?.target, lineage: lineage)
             let clone = try connection.defineDomain(xml: xml)
             created.define(clone)
+            if lineage != nil {
+                // The parent remembers it too, wherever it migrates (CloneChildren).
+                let child = CloneChildren.Child(uuid: try clone.uuid(), name: plan.name, host: host.name)
+                do {
+                    try CloneChildren.add(child, to: domain)
+                } catch {
+                    host.logger.warning("\(plan.source.label) could not record its linked clone '\(plan.name)': \(error)")
+                }
+            }
             if let file = plan.xmlFile {
                 // Beside the clone's disks, on the host.
                 try host.storage.write(Data(try clone.xmlDescription([.inactive]).utf8), to: file) { created.add(file) }
