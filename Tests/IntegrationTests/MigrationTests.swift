@@ -186,20 +186,8 @@ struct MigrationTests {
     @Test func incrementalStorageChecksThatTheTargetsBaseIsIdentical() async throws {
         let guest = TestbedGuest("incbase", placement: .local(.hosta), domainType: domainType)
         defer { guest.cleanUp() }
-        let baseName = "\(guest.name)-base.qcow2"
-        let ours = "\(Testbed.Name.hosta.imagesFromHere)/\(baseName)"
-        let theirs = "\(Testbed.Name.hostb.imagesFromHere)/\(baseName)"
-        try makeBigBase(ours)
-        try FileManager.default.copyItem(atPath: ours, toPath: theirs)
         // One byte differs, far into the data.
-        try run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x5a 100M 512", theirs])
-        try run(
-            "qemu-img",
-            [
-                "create", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", "/var/lib/libvirt/images/\(baseName)",
-                guest.diskFromHere(on: .hosta), "128M",
-            ])
-        try await guest.boot(on: .hosta, diskReady: true)
+        let (ours, theirs) = try await bootOverADifferingBase(guest)
         let differs = await migrationError(guest.name, from: .hosta, to: .hostb, options { $0.storage = .incremental })
         #expect(differs?.code == .incompatibleParameters, "\(String(describing: differs))")
         #expect(differs?.message.contains("differs") == true)
@@ -231,20 +219,8 @@ struct MigrationTests {
     @Test func autoCopiesTheDiskWholeWhenTheTargetsBaseDiffers() async throws {
         let guest = TestbedGuest("incauto", placement: .local(.hosta), domainType: domainType)
         defer { guest.cleanUp() }
-        let baseName = "\(guest.name)-base.qcow2"
-        let ours = "\(Testbed.Name.hosta.imagesFromHere)/\(baseName)"
-        let theirs = "\(Testbed.Name.hostb.imagesFromHere)/\(baseName)"
-        try makeBigBase(ours)
-        try FileManager.default.copyItem(atPath: ours, toPath: theirs)
-        try run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x5a 100M 512", theirs])
+        let (ours, theirs) = try await bootOverADifferingBase(guest)
         let (oursSum, theirsSum) = (try run("sha256sum", [ours]), try run("sha256sum", [theirs]))
-        try run(
-            "qemu-img",
-            [
-                "create", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", "/var/lib/libvirt/images/\(baseName)",
-                guest.diskFromHere(on: .hosta), "128M",
-            ])
-        try await guest.boot(on: .hosta, diskReady: true)
         let beats = guest.log.heartbeats().count
         let result = try await migrate(guest.name, from: .hosta, to: .hostb, options())
         #expect(result.storage == .copy, "\(result.steps)")
@@ -256,6 +232,26 @@ struct MigrationTests {
         #expect(try run("sha256sum", [ours]) == oursSum, "hosta's base stays, untouched")
         #expect(await guest.keepsBeating(after: beats))
         #expect(guest.log.boots() == 1)
+    }
+
+    /// A guest on hosta whose disk is an overlay over a 128 MiB base in hosta's own folder, and
+    /// a copy of that base on hostb with one byte changed far into the data. Returns both
+    /// bases' paths from here.
+    func bootOverADifferingBase(_ guest: TestbedGuest) async throws -> (ours: String, theirs: String) {
+        let baseName = "\(guest.name)-base.qcow2"
+        let ours = "\(Testbed.Name.hosta.imagesFromHere)/\(baseName)"
+        let theirs = "\(Testbed.Name.hostb.imagesFromHere)/\(baseName)"
+        try makeBigBase(ours)
+        try FileManager.default.copyItem(atPath: ours, toPath: theirs)
+        try run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x5a 100M 512", theirs])
+        try run(
+            "qemu-img",
+            [
+                "create", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", "/var/lib/libvirt/images/\(baseName)",
+                guest.diskFromHere(on: .hosta), "128M",
+            ])
+        try await guest.boot(on: .hosta, diskReady: true)
+        return (ours, theirs)
     }
 
     /// A 128 MiB base: the fixture's data disk grown, with 48 MiB of pattern past its file system.

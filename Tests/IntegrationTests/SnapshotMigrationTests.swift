@@ -28,6 +28,27 @@ struct SnapshotMigrationTests {
         return try await connected.open(name).snapshots()
     }
 
+    /// The guest booted on hosta writing its sequence, with s1, the freeze of a linked clone
+    /// made then (`NAME-early`) and s2. Returns the clone, the sequence synced at s1 and the
+    /// snapshots.
+    func bootWithThreeSnapshots(_ guest: TestbedGuest) async throws -> (
+        early: VirtualMachine, syncedAtS1: Int, before: [SnapshotInfo]
+    ) {
+        try await guest.boot(on: .hosta, cmdline: "vmdriver.seq=20")
+        #expect(await Integration.waitFor(20) { guest.log.sequenceSynced() >= 20 })
+        let hosta = try await Host.connect(Testbed.Name.hosta.uri)
+        let vm = try await hosta.open(guest.name)
+        let syncedAtS1 = guest.log.sequenceSynced()
+        _ = try await vm.createSnapshot(name: "s1")
+        let early = try await vm.clone(name: "\(guest.name)-early", type: .linked).wait()
+        _ = try await vm.createSnapshot(name: "s2")
+        let before = try await vm.snapshots()
+        try await hosta.close()
+        #expect(before.count == 3, "\(before.map(\.name))")
+        #expect(before.first { $0.isCurrent }?.name == "s2")
+        return (early, syncedAtS1, before)
+    }
+
     /// Two user snapshots and VMDriver's own freeze (a linked clone of the running VM), on
     /// shared storage: hot (or warm) there and back. All three and the current one are on the
     /// host it ends on; a linked clone from a user snapshot that moved holds that moment's data;
@@ -35,18 +56,7 @@ struct SnapshotMigrationTests {
     @Test func userSnapshotsAndTheCloneFreezeTravelThereAndBack() async throws {
         let guest = TestbedGuest("snaps", domainType: domainType)
         defer { guest.cleanUp() }
-        try await guest.boot(on: .hosta, cmdline: "vmdriver.seq=20")
-        #expect(await Integration.waitFor(20) { guest.log.sequenceSynced() >= 20 })
-        let hosta = try await Host.connect(Testbed.Name.hosta.uri)
-        let vm = try await hosta.open(guest.name)
-        let syncedAtS1 = guest.log.sequenceSynced()
-        _ = try await vm.createSnapshot(name: "s1")
-        let clone = try await vm.clone(name: "\(guest.name)-early", type: .linked).wait()
-        _ = try await vm.createSnapshot(name: "s2")
-        let before = try await vm.snapshots()
-        try await hosta.close()
-        #expect(before.count == 3, "\(before.map(\.name))")
-        #expect(before.first { $0.isCurrent }?.name == "s2")
+        let (clone, syncedAtS1, before) = try await bootWithThreeSnapshots(guest)
 
         for (from, to) in [(Testbed.Name.hosta, Testbed.Name.hostb), (.hostb, .hosta)] {
             let beats = guest.log.heartbeats().count
@@ -154,18 +164,8 @@ struct SnapshotMigrationTests {
     @Test func snapshotChainsOnStorageThatIsNotSharedArriveWhole() async throws {
         let guest = TestbedGuest("snapchain", placement: .local(.hosta), domainType: domainType)
         defer { guest.cleanUp() }
-        try await guest.boot(on: .hosta, cmdline: "vmdriver.seq=20")
-        #expect(await Integration.waitFor(20) { guest.log.sequenceSynced() >= 20 })
-        let hosta = try await Host.connect(Testbed.Name.hosta.uri)
-        let vm = try await hosta.open(guest.name)
-        let syncedAtS1 = guest.log.sequenceSynced()
-        _ = try await vm.createSnapshot(name: "s1")
-        let early = try await vm.clone(name: "\(guest.name)-early", type: .linked).wait()
+        let (early, syncedAtS1, before) = try await bootWithThreeSnapshots(guest)
         let earlyBase = try #require(try await early.details().disks.first?.backingChain?.first?.path)
-        _ = try await vm.createSnapshot(name: "s2")
-        let before = try await vm.snapshots()
-        try await hosta.close()
-        #expect(before.count == 3, "\(before.map(\.name))")
         #expect(files(of: guest, on: .hostb).isEmpty)
 
         for (from, to) in [(Testbed.Name.hosta, Testbed.Name.hostb), (.hostb, .hosta)] {
