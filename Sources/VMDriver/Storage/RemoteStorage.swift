@@ -76,12 +76,8 @@ final class RemoteStorage: HostStorage {
         progress: @escaping @Sendable (UInt64) -> Void
     ) throws {
         // libvirt copies on the host: qemu-img convert for qcow2 (and for any chain, which it
-        // flattens), a hole-keeping copy for raw. One call, which cannot be interrupted: a
-        // cancelled clone waits for it, then removes the copy. Progress is the copy's
-        // allocation on the host, read five times a second while the call runs.
-        try copy(plan.source, to: plan.target, format: plan.format) { allocated in
-            progress(min(allocated, plan.bytes))
-        }
+        // flattens), a hole-keeping copy for raw. One call, so no progress until it returns.
+        try copy(plan.source, to: plan.target, format: plan.format)
         created()
         progress(plan.bytes)
     }
@@ -146,9 +142,7 @@ final class RemoteStorage: HostStorage {
     // MARK: Pools
 
     /// Copies the volume at `source` into a new volume at `target` on the host.
-    private func copy(
-        _ source: String, to target: String, format: String, progress: (@Sendable (UInt64) -> Void)? = nil
-    ) throws {
+    private func copy(_ source: String, to target: String, format: String) throws {
         try withVolume(source) { original in
             try withPool(PathName.parent(target)) { pool in
                 let xml = XMLTree(name: "volume")
@@ -162,8 +156,6 @@ final class RemoteStorage: HostStorage {
                 // zero clusters or lazy refcounts.
                 if format == "qcow2" { element.append("compat", text: "1.1") }
                 element.append("permissions").append("mode", text: "0600")
-                let watcher = progress.map { AllocationWatcher(pool: pool, volume: PathName.last(target), report: $0) }
-                defer { watcher?.stop() }
                 _ = try pool.createVolume(xml: xml.serialized(), from: original)
             }
         }
@@ -216,28 +208,5 @@ final class RemoteStorage: HostStorage {
             return entry.pool
         }
         try? done?.destroy()
-    }
-}
-
-/// Reads a volume's allocation five times a second on a thread of its own while a libvirt call
-/// that builds it runs (libvirt lists a volume being built, and its info stats the file).
-private final class AllocationWatcher: Sendable {
-    private let stopped = Atomic(false)
-    private let done = DispatchSemaphore(value: 0)
-
-    init(pool: StoragePool, volume: String, report: @escaping @Sendable (UInt64) -> Void) {
-        Thread { [self] in
-            defer { done.signal() }
-            while !stopped.load(ordering: .acquiring) {
-                if let info = try? pool.lookupVolume(name: volume).info() { report(info.allocation) }
-                for _ in 0..<4 where !stopped.load(ordering: .acquiring) { usleep(50_000) }
-            }
-        }.start()
-    }
-
-    /// Stops the thread and waits for it: no report comes after this returns.
-    func stop() {
-        stopped.store(true, ordering: .releasing)
-        done.wait()
     }
 }
