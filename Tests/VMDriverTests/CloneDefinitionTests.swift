@@ -76,6 +76,17 @@ struct CloneDefinitionTests {
         #expect(try DomainXML(parsing: xml, origin: "the rewrite").uuid == uuid)
     }
 
+    /// The stamp in snapshot and file names: now, in UTC, yyyyMMdd-HHmmss.
+    @Test func theStampIsNowInUTC() throws {
+        let stamp = ClonePlan.stamp()
+        #expect(stamp.wholeMatch(of: /[0-9]{8}-[0-9]{6}/) != nil, "\(stamp)")
+        let reader = DateFormatter()
+        reader.dateFormat = "yyyyMMdd-HHmmss"
+        reader.timeZone = TimeZone(identifier: "UTC")
+        let when = try #require(reader.date(from: stamp))
+        #expect(abs(when.timeIntervalSinceNow) < 5, "\(stamp) is not now")
+    }
+
     @Test func xmlSpecialCharactersInNamesAreEscaped() throws {
         let definition = try CloneDefinition(sourceXML: Self.source)
         let name = "a<b>&'\"</name><evil/>"

@@ -117,11 +117,15 @@ struct ClonePlan: Sendable {
         return nil
     }
 
+    /// Now, in UTC, as yyyyMMdd-HHmmss. From gmtime_r rather than a DateFormatter: creating
+    /// one costs about 2 ms (ICU), and every clone plan names its temporary freeze with this.
     static func stamp() -> String {
-        let formatter = DateFormatter()
-        formatter.dateFormat = "yyyyMMdd-HHmmss"
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: Date())
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        return String(
+            format: "%04d%02d%02d-%02d%02d%02d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour,
+            parts.tm_min, parts.tm_sec)
     }
 
     /// A clone name as it may appear inside a snapshot name and file name.
