@@ -63,7 +63,7 @@ struct CloneDefinitionTests {
             with: """
                 <metadata>
                   <vmdriver:operation xmlns:vmdriver="\(OperationRecord.namespace)" kind="migrate"/>
-                  <vmdclone:operation xmlns:vmdclone="\(OperationRecords.cloneNamespace(UUID()))" kind="clone"/>
+                  <vmdclone:operation xmlns:vmdclone="\(OperationRecords.clones.namespace(UUID()))" kind="clone"/>
                   <app:keep xmlns:app="https://example.invalid/app">yes</app:keep>
                 </metadata>
                 <devices>

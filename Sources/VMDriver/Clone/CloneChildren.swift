@@ -15,36 +15,23 @@ enum CloneChildren {
         var host: String
     }
 
-    static let namespacePrefix = "http://vmdriver.invalid/xmlns/child/1/"
-    static let prefix = "vmdchild"
-
-    static func namespace(_ clone: UUID) -> String { namespacePrefix + clone.uuidString.lowercased() }
+    static let metadata = KeyedMetadata(namespacePrefix: "http://vmdriver.invalid/xmlns/child/1/", prefix: "vmdchild")
 
     /// Records `child` on its parent's domain. Blocking.
     static func add(_ child: Child, to parent: Domain) throws {
         let element = XMLTree(name: "child")
         element.set("name", child.name)
         element.set("host", child.host)
-        try parent.setMetadata(
-            .element, element.serialized(), key: prefix, uri: namespace(child.uuid), try OperationRecords.impact(of: parent))
+        try metadata.write(element.serialized(), key: child.uuid, to: parent)
     }
 
     /// Forgets `clone` on its parent (promoted or deleted). Best effort. Blocking.
-    static func remove(_ clone: UUID, from parent: Domain) {
-        try? parent.setMetadata(.element, nil, uri: namespace(clone), try OperationRecords.impact(of: parent))
-    }
+    static func remove(_ clone: UUID, from parent: Domain) { metadata.remove(clone, from: parent) }
 
     /// The clones recorded on a domain. Blocking.
     static func read(_ domain: Domain) throws -> [Child] {
-        let flags: Domain.XMLFlags = try domain.isActive() ? [] : [.inactive]
-        let root = try XMLTree.parse(try domain.xmlDescription(flags))
-        return (root.child("metadata")?.children ?? []).compactMap { element in
-            guard
-                let uri = element.attributes.first(where: { $0.key.hasPrefix("xmlns") && $0.value.hasPrefix(namespacePrefix) })?
-                    .value,
-                let uuid = UUID(uuidString: String(uri.dropFirst(namespacePrefix.count)))
-            else { return nil }
-            return Child(uuid: uuid, name: element.attributes["name"] ?? "?", host: element.attributes["host"] ?? "?")
+        try metadata.elements(of: domain).map { key, element in
+            Child(uuid: key, name: element.attributes["name"] ?? "?", host: element.attributes["host"] ?? "?")
         }
     }
 }

@@ -95,8 +95,8 @@ struct CloneDefinition {
         root.child("metadata")?.removeChildren { element in
             element.attributes.contains {
                 $0.key.hasPrefix("xmlns")
-                    && ($0.value == OperationRecord.namespace || $0.value.hasPrefix(OperationRecords.cloneNamespacePrefix)
-                        || $0.value.hasPrefix(CloneChildren.namespacePrefix))
+                    && ($0.value == OperationRecord.namespace || OperationRecords.clones.owns($0.value)
+                        || CloneChildren.metadata.owns($0.value))
             }
         }
         if let uuid { root.append("uuid", text: uuid.uuidString.lowercased()) }

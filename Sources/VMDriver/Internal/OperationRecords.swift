@@ -37,44 +37,23 @@ enum OperationRecords {
         }
     }
 
-    /// Clone records live beside the VM's own record, one namespace per clone (clones of one
-    /// VM run side by side): this, then the clone's UUID.
-    static let cloneNamespacePrefix = "http://vmdriver.invalid/xmlns/clone/1/"
-    static let clonePrefix = "vmdclone"
-
-    static func cloneNamespace(_ clone: UUID) -> String { cloneNamespacePrefix + clone.uuidString.lowercased() }
+    /// Clone records live beside the VM's own record, one element per clone (clones of one VM
+    /// run side by side), keyed by the clone's UUID.
+    static let clones = KeyedMetadata(namespacePrefix: "http://vmdriver.invalid/xmlns/clone/1/", prefix: "vmdclone")
 
     /// The records of the clones being made of `domain` (or left by a clone whose process died).
     static func readClones(_ domain: Domain) throws -> [OperationRecord] {
-        let flags: Domain.XMLFlags = try domain.isActive() ? [] : [.inactive]
-        let root = try XMLTree.parse(try domain.xmlDescription(flags))
-        return (root.child("metadata")?.children ?? []).compactMap { element in
-            guard
-                element.attributes.contains(where: {
-                    $0.key.hasPrefix("xmlns") && $0.value.hasPrefix(cloneNamespacePrefix)
-                })
-            else { return nil }
-            return OperationRecord(xml: element.serialized())
-        }
+        try clones.elements(of: domain).compactMap { OperationRecord(xml: $0.element.serialized()) }
     }
 
     static func writeClone(_ record: OperationRecord, to domain: Domain) throws {
         guard let clone = record.cloneUUID else { return }
-        try domain.setMetadata(.element, record.xml, key: clonePrefix, uri: cloneNamespace(clone), try impact(of: domain))
+        try clones.write(record.xml, key: clone, to: domain)
     }
 
     /// Removes a clone's record; true when the domain holds it no longer.
     @discardableResult
-    static func removeClone(_ clone: UUID, from domain: Domain) -> Bool {
-        do {
-            try domain.setMetadata(.element, nil, uri: cloneNamespace(clone), try impact(of: domain))
-            return true
-        } catch let error as LibvirtError where error.code == .noDomain || error.code == .noDomainMetadata {
-            return true
-        } catch {
-            return false
-        }
-    }
+    static func removeClone(_ clone: UUID, from domain: Domain) -> Bool { clones.remove(clone, from: domain) }
 
     /// Why `domain` cannot take a new operation, given the record it holds: code 5 naming the
     /// operation, who runs it and since when; for a record whose owner is gone, how to clean up.
