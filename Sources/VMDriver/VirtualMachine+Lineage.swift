@@ -26,6 +26,25 @@ extension VirtualMachine {
         }
     }
 
+    /// The images the host's other VMs use (their disks with their backing chains, and their
+    /// read-only disks), and the names of those whose disks could not be read. Blocking.
+    static func imagesInUse(
+        besides uuid: UUID, connection: Connection, host: Host
+    ) throws -> (images: Set<String>, unreadable: [String]) {
+        var images: Set<String> = []
+        var unreadable: [String] = []
+        for other in try connection.listAllDomains() where try other.uuid() != uuid {
+            let name = (try? other.name()) ?? "?"
+            guard let layout = try? DiskLayout.read(domain: other, host: host, label: "VM '\(name)'") else {
+                unreadable.append(name)
+                continue
+            }
+            for disk in layout.disks { images.formUnion([disk.path] + disk.chain.map(\.path)) }
+            images.formUnion(layout.shared)
+        }
+        return (images, unreadable)
+    }
+
     /// Removes the VM from the host (undefine), with its disk images when `withStorage`.
     /// Images another VM's disk chain uses are never deleted.
     /// - Throws: code 5 if the VM is running, or if linked clones rest on its images (naming
@@ -69,14 +88,7 @@ extension VirtualMachine {
             var removable: [String] = []
             if withStorage {
                 let layout = try DiskLayout.read(domain: domain, host: host, label: label)
-                var usedElsewhere: Set<String> = []
-                for other in try connection.listAllDomains() where try other.uuid() != uuid {
-                    let name = (try? other.name()) ?? "?"
-                    if let otherLayout = try? DiskLayout.read(domain: other, host: host, label: "VM '\(name)'") {
-                        for disk in otherLayout.disks { usedElsewhere.formUnion([disk.path] + disk.chain.map(\.path)) }
-                        usedElsewhere.formUnion(otherLayout.shared)
-                    }
-                }
+                let usedElsewhere = try Self.imagesInUse(besides: uuid, connection: connection, host: host).images
                 // Frozen images live on in clones (with --force) and shared bases in other VMs.
                 removable = layout.disks.flatMap { [$0.path] + $0.chain.map(\.path) }.filter { !usedElsewhere.contains($0) }
                 if let nvram = layout.nvram { removable.append(nvram) }

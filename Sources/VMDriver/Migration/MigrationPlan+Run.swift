@@ -254,14 +254,10 @@ extension MigrationPlan {
                     let shared = StoragePools.sameStorage(folder, source: connection, target: target.connection)
                     if shared != false { used.formUnion(candidates.filter { PathName.parent($0) == folder }) }
                 }
-                for domain in try connection.listAllDomains() where (try? domain.uuid()) != uuid {
-                    // A VM whose disks cannot be read might rest on anything: keep everything.
-                    guard let layout = try? DiskLayout.read(domain: domain, host: host, label: "a VM on \(host.label)")
-                    else { return nil }
-                    for disk in layout.disks { used.formUnion([disk.path] + disk.chain.map(\.path)) }
-                    used.formUnion(layout.shared)
-                }
-                return used
+                let others = try VirtualMachine.imagesInUse(besides: uuid, connection: connection, host: host)
+                // A VM whose disks cannot be read might rest on anything: keep everything.
+                guard others.unreadable.isEmpty else { return nil }
+                return used.union(others.images)
             }) ?? nil
         guard let inUse else {
             return ["kept the snapshot images on \(host.label): could not tell which other VMs rest on them"]
