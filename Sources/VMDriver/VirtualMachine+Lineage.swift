@@ -79,12 +79,7 @@ extension VirtualMachine {
                         + ") and may rest on its images from there; promote or delete them where they are, or pass --force "
                         + "if they are gone")
             }
-            // A linked clone deleted here is one its parent no longer has to keep.
-            if let lineage = CloneDefinition.lineage(in: try domain.xmlDescription([.inactive])),
-                let parent = try? connection.lookupDomain(uuid: lineage.parentUUID)
-            {
-                CloneChildren.remove(uuid, from: parent)
-            }
+            let lineage = CloneDefinition.lineage(in: try domain.xmlDescription([.inactive]))
             var removable: [String] = []
             if withStorage {
                 let layout = try DiskLayout.read(domain: domain, host: host, label: label)
@@ -94,6 +89,11 @@ extension VirtualMachine {
                 if let nvram = layout.nvram { removable.append(nvram) }
             }
             try domain.undefine([.managedSave, .snapshotsMetadata, withStorage ? .nvram : .keepNVRAM])
+            // A linked clone deleted here is one its parent no longer has to keep (once it is
+            // gone: a refused undefine leaves the parent's record as it was).
+            if let lineage, let parent = try? connection.lookupDomain(uuid: lineage.parentUUID) {
+                CloneChildren.remove(uuid, from: parent)
+            }
             var removed: [String] = []
             // The host's files, wherever the host is: never this machine's for a remote one.
             for file in removable where host.storage.exists(file) {
