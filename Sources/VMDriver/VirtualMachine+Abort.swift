@@ -213,6 +213,8 @@ extension VirtualMachine {
         for clone in clones {
             switch clone.ownerStatus {
             case .gone:
+                result.steps.append(
+                    "\(clone.ownerDescription), which made \(clone.operationDescription), is gone: doing its rollback")
                 try await finishClone(clone, into: &result)
             case .unknown where force:
                 result.steps.append("--force: doing the rollback of \(clone.ownerDescription)")
@@ -229,6 +231,7 @@ extension VirtualMachine {
                     let left = try? await self.host.blocking("") { [domain] _ in try OperationRecords.readClones(domain) }
                     return left.map { !$0.contains { $0.cloneUUID == uuid } } ?? false || clone.ownerStatus == .gone
                 }
+                // Read again once it ended: it may have removed its record since the last poll.
                 let left = (try? await host.blocking("") { [domain] _ in try OperationRecords.readClones(domain) })?
                     .first { $0.cloneUUID == uuid }
                 if !ended {
@@ -237,6 +240,7 @@ extension VirtualMachine {
                             + "SIGTERM")
                 } else if let left {
                     // It died without rolling back.
+                    result.steps.append("\(clone.ownerDescription) ended without rolling back: doing its rollback")
                     try await finishClone(left, into: &result)
                 } else {
                     result.steps.append(

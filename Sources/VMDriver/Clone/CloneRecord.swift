@@ -111,8 +111,7 @@ extension VirtualMachine {
     func finishClone(_ record: OperationRecord, into result: inout AbortResult) async throws(VMDriverError) {
         let what = record.operationDescription
         guard let clone = record.cloneUUID else { return }
-        result.steps.append("\(record.ownerDescription), which made \(what), is gone: doing its rollback")
-        stopHelpers(record, into: &result)
+        await stopHelpers(record, into: &result)
         let (host, domain, label) = (self.host, self.domain, self.label)
         let completed = try await host.blocking("cannot look up the clone of \(label)") { connection in
             (try? connection.lookupDomain(uuid: clone)) != nil
@@ -162,7 +161,7 @@ extension VirtualMachine {
     /// Stops the copy processes a dead clone left running (their process groups: SIGTERM, then
     /// SIGKILL after five seconds). Only processes of this machine's boot whose start time
     /// matches the record: a pid used again since is someone else's.
-    private func stopHelpers(_ record: OperationRecord, into result: inout AbortResult) {
+    private func stopHelpers(_ record: OperationRecord, into result: inout AbortResult) async {
         guard !record.helpers.isEmpty else { return }
         guard record.owner.machine == ProcessIdentity.machineName(), record.owner.bootID == ProcessIdentity.bootID() else {
             result.steps.append("its copy processes ran on \(record.owner.machine): not stopped from here")
@@ -174,7 +173,9 @@ extension VirtualMachine {
             guard identity.liveness() == .alive else { continue }
             kill(-helper.pid, SIGTERM)
             let deadline = ContinuousClock.now + .seconds(5)
-            while identity.liveness() == .alive && ContinuousClock.now < deadline { usleep(50_000) }
+            while identity.liveness() == .alive && ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(50))
+            }
             if identity.liveness() == .alive { kill(-helper.pid, SIGKILL) }
             result.steps.append("stopped its copy process (pid \(helper.pid))")
         }
