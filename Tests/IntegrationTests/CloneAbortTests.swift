@@ -44,10 +44,8 @@ struct CloneAbortTests {
         let sum = try run("sha256sum", [big.path])
         let clone = "\(sandbox.name)-c"
 
-        let command = try VMCtl.Terminal(["-c", Integration.uri, "clone", source.name, clone, "--full"])
+        let command = try await VMCtl.Terminal.fullClone(of: source.name, as: clone, copying: big)
         defer { command.cleanUp() }
-        let copying = await Integration.waitFor(60) { !copyProcesses(reading: big.path).isEmpty }
-        try #require(copying, "the data disk's copy never started: \(command.stderr)")
         kill(command.pid, SIGKILL)
         #expect(await command.wait(seconds: 10) == 128 + SIGKILL)
         #expect(try diskPaths(domain) != disks, "the source runs on the freeze's overlays")
@@ -85,10 +83,8 @@ struct CloneAbortTests {
         let files = try FileManager.default.contentsOfDirectory(atPath: sandbox.directory.path).sorted()
         let clone = "\(sandbox.name)-c"
 
-        let command = try VMCtl.Terminal(["-c", Integration.uri, "clone", source.name, clone, "--full"])
+        let command = try await VMCtl.Terminal.fullClone(of: source.name, as: clone, copying: big)
         defer { command.cleanUp() }
-        let copying = await Integration.waitFor(60) { !copyProcesses(reading: big.path).isEmpty }
-        try #require(copying, "the data disk's copy never started: \(command.stderr)")
         let abort = try VMCtl.run(["-c", Integration.uri, "abort", source.name])
         #expect(abort.status == 0, "\(abort.stdout)\n\(abort.stderr)")
         #expect(abort.stdout.contains("SIGTERM"), "\(abort.stdout)")

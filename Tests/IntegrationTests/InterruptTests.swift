@@ -82,10 +82,8 @@ struct InterruptTests {
         let sum = try run("sha256sum", [big.path])
         let clone = "\(sandbox.name)-c"
 
-        let command = try VMCtl.Terminal(["-c", Integration.uri, "clone", source.name, clone, "--full"])
+        let command = try await VMCtl.Terminal.fullClone(of: source.name, as: clone, copying: big)
         defer { command.cleanUp() }
-        let copying = await Integration.waitFor(60) { !copyProcesses(reading: big.path).isEmpty }
-        try #require(copying, "the data disk's copy never started: \(command.stderr)")
         command.interrupt()
         let status = await command.wait(seconds: 15)
         #expect(status == 2, "vmctl exits 2 after Ctrl-C: \(command.stderr)")

@@ -147,3 +147,20 @@ package enum VMCtl {
         }
     }
 }
+
+extension VMCtl.Terminal {
+    /// `vmctl -c URI clone SOURCE CLONE --full` started as a terminal starts it, returned once a
+    /// copy process reads `disk` (the clone is mid-copy). The caller cleans it up. When no copy
+    /// starts within a minute it is stopped and this throws, with its stderr.
+    package static func fullClone(
+        of source: String, as clone: String, copying disk: URL, uri: String = Integration.uri
+    ) async throws -> VMCtl.Terminal {
+        let command = try VMCtl.Terminal(["-c", uri, "clone", source, clone, "--full"])
+        guard await Integration.waitFor(60, { !copyProcesses(reading: disk.path).isEmpty }) else {
+            let stderr = command.stderr
+            command.cleanUp()
+            throw ToolFailed(tool: "vmctl clone", status: -1, stderr: "the copy of \(disk.path) never started: \(stderr)")
+        }
+        return command
+    }
+}
