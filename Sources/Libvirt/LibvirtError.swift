@@ -59,6 +59,8 @@ public struct LibvirtError: Error, Sendable, Equatable, CustomStringConvertible 
         public static let gnutlsError = Code(rawValue: 40)
         /// VIR_ERR_NO_DOMAIN: no such domain.
         public static let noDomain = Code(rawValue: 42)
+        /// VIR_ERR_NO_NETWORK: no such network.
+        public static let noNetwork = Code(rawValue: 43)
         /// VIR_ERR_INVALID_MAC
         public static let invalidMAC = Code(rawValue: 44)
         /// VIR_ERR_AUTH_FAILED
@@ -113,7 +115,7 @@ public struct LibvirtError: Error, Sendable, Equatable, CustomStringConvertible 
             5: "noConnect", 6: "invalidConnection", 7: "invalidDomain", 8: "invalidArgument",
             9: "operationFailed", 16: "osType", 19: "noSource", 21: "noName", 27: "xmlError",
             28: "domainExists", 29: "operationDenied", 30: "openFailed", 35: "xmlDetail",
-            38: "systemError", 39: "rpc", 40: "gnutlsError", 42: "noDomain", 44: "invalidMAC",
+            38: "systemError", 39: "rpc", 40: "gnutlsError", 42: "noDomain", 43: "noNetwork", 44: "invalidMAC",
             45: "authFailed", 49: "noStoragePool", 50: "noStorageVolume", 55: "operationInvalid",
             67: "configUnsupported", 68: "operationTimeout", 69: "migratePersistFailed",
             72: "noDomainSnapshot", 74: "argumentUnsupported", 78: "operationAborted", 80: "noDomainMetadata",

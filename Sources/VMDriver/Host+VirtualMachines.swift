@@ -2,14 +2,24 @@ import Foundation
 internal import Libvirt
 
 extension Host {
-    /// Opens a VM by name, by UUID, or from the path of a libvirt domain XML file (VixVM_Open).
+    /// Opens a VM by name, by UUID, from the path of a libvirt domain XML file, or from a VMware
+    /// `.vmx` file (VixVM_Open).
     ///
     /// For a file: if a VM with the file's UUID (or, when it has none, its name) is registered,
     /// that VM is returned; otherwise the file is registered (defined) — or, with `transient`,
     /// started without registering — and `origin` says so.
+    ///
+    /// A `.vmx` is mapped to the machine KVM runs (`VMXMachine`): its disks are used in place,
+    /// `uuid.bios` becomes the VM's UUID, and the keys not mapped are in the VM's
+    /// `unmappedKeys`. Its NICs join `network`; without one, the host's `default` network if it
+    /// is already active, else they are left out (VMDriver never starts a network). Opening the
+    /// same path again finds the same VM, and so does the path a VIX clone was given.
     /// - Throws: code 4 for a VM that does not exist, a missing file or XML libvirt rejects, with
-    ///   nothing defined.
-    public func open(_ reference: String, transient: Bool = false) async throws(VMDriverError) -> VirtualMachine {
+    ///   nothing defined; code 1 for a .vmx whose devices KVM here cannot give, or a .vmx on a
+    ///   remote host (its files are that host's, and VMDriver reads none of them from here).
+    public func open(
+        _ reference: String, transient: Bool = false, network: String? = nil
+    ) async throws(VMDriverError) -> VirtualMachine {
         let reference = reference.trimmingCharacters(in: .whitespaces)
         guard !reference.isEmpty else {
             throw VMDriverError(.invalidParameter, "no VM given: name a VM, a UUID or a domain XML file")
@@ -19,6 +29,15 @@ extension Host {
             throw VMDriverError(
                 .invalidParameter,
                 "'\(reference.debugDescription.dropFirst().dropLast())' names no VM: it contains a NUL character")
+        }
+        if reference.lowercased().hasSuffix(".vmx") {
+            if transient {
+                throw VMDriverError(.incompatibleParameters, "--transient applies to a domain XML file, not to the .vmx \(reference)")
+            }
+            return try await open(vmx: reference, network: network)
+        }
+        if network != nil {
+            throw VMDriverError(.incompatibleParameters, "--network applies to a .vmx file, and '\(reference)' is not one")
         }
         if Self.looksLikePath(reference) {
             return try await open(file: reference, transient: transient)
@@ -63,7 +82,7 @@ extension Host {
         reference.unicodeScalars.contains("/") || reference.hasSuffix(".xml")
     }
 
-    private func wrap(_ domain: Domain, origin: VirtualMachine.Origin) throws -> VirtualMachine {
+    func wrap(_ domain: Domain, origin: VirtualMachine.Origin) throws -> VirtualMachine {
         VirtualMachine(host: self, domain: domain, name: try domain.name(), uuid: try domain.uuid(), origin: origin)
     }
 

@@ -17,14 +17,23 @@ public final class VirtualMachine: Sendable {
     public let name: String
     public let uuid: UUID
     public let origin: Origin
+    /// For a VM opened from a `.vmx`: the file's keys VMDriver did not map, as written.
+    public let unmappedKeys: [String]
+    /// For a VM opened from a `.vmx`: what the mapping decided (a default taken, a device left out).
+    public let notes: [String]
     let domain: Domain
 
-    init(host: Host, domain: Domain, name: String, uuid: UUID, origin: Origin) {
+    init(
+        host: Host, domain: Domain, name: String, uuid: UUID, origin: Origin, unmappedKeys: [String] = [],
+        notes: [String] = []
+    ) {
         self.host = host
         self.domain = domain
         self.name = name
         self.uuid = uuid
         self.origin = origin
+        self.unmappedKeys = unmappedKeys
+        self.notes = notes
     }
 
     /// "VM 'NAME' on host 'HOST'", for messages.

@@ -4,26 +4,39 @@ import VMDriver
 
 struct Open: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Open a VM by name, UUID, or domain XML file, and show it.",
-        discussion:
-            "A file whose VM is not registered is registered (defined); with --transient it is started without registering.")
+        abstract: "Open a VM by name, UUID, domain XML file or VMware .vmx file, and show it.",
+        discussion: """
+            A file whose VM is not registered is registered (defined); with --transient a domain XML file is started \
+            without registering. A .vmx is mapped to what KVM runs: its .vmdk disks are used in place, uuid.bios \
+            becomes the VM's UUID, and the keys that were not mapped are listed. Opening the same .vmx again finds \
+            the same VM.
+            """)
 
     @ParentCommand var root: VMCtl
     @OptionGroup var output: OutputOptions
 
     @Argument(
-        help: ArgumentHelp("The VM's name, its UUID, or the path of a libvirt domain XML file.", valueName: "name|uuid|path"))
+        help: ArgumentHelp(
+            "The VM's name, its UUID, or the path of a libvirt domain XML file or a .vmx.", valueName: "name|uuid|path"))
     var vm: String
 
-    @Flag(help: "Start a VM from a file without registering it.")
+    @Flag(help: "Start a VM from a domain XML file without registering it.")
     var transient = false
+
+    @Option(
+        help: ArgumentHelp(
+            "For a .vmx: the libvirt network its NICs join (default: 'default' if it is active, else no NIC).",
+            valueName: "network"))
+    var network: String?
 
     func run() async throws {
         try await root.connection.withHost { host async throws(VMDriverError) in
-            let opened = try await host.open(vm, transient: transient)
+            let opened = try await host.open(vm, transient: transient, network: network)
             let details = try await opened.details()
             if output.json {
-                print(Render.json(OpenResult(origin: opened.origin, vm: details)))
+                print(
+                    Render.json(
+                        OpenResult(origin: opened.origin, vm: details, unmappedKeys: opened.unmappedKeys, notes: opened.notes)))
             } else {
                 switch opened.origin {
                 case .defined: print("Registered VM '\(details.name)' from \(vm).")
@@ -31,6 +44,10 @@ struct Open: AsyncParsableCommand {
                 case .registered: break
                 }
                 print(Render.details(details))
+                for note in opened.notes { print("Note: \(note)") }
+                if !opened.unmappedKeys.isEmpty {
+                    print("Not mapped (\(opened.unmappedKeys.count) keys): \(opened.unmappedKeys.joined(separator: ", "))")
+                }
             }
         }
     }
@@ -38,13 +55,19 @@ struct Open: AsyncParsableCommand {
     struct OpenResult: Encodable {
         var origin: VirtualMachine.Origin
         var vm: VMDetails
+        var unmappedKeys: [String]
+        var notes: [String]
 
         func encode(to encoder: any Encoder) throws {
             // The VM's fields at the top level, with how it was opened beside them.
             try vm.encode(to: encoder)
             var container = encoder.container(keyedBy: Key.self)
             try container.encode(origin, forKey: .origin)
+            if !unmappedKeys.isEmpty || !notes.isEmpty {
+                try container.encode(unmappedKeys, forKey: .unmappedKeys)
+                try container.encode(notes, forKey: .notes)
+            }
         }
-        enum Key: String, CodingKey { case origin }
+        enum Key: String, CodingKey { case origin, unmappedKeys, notes }
     }
 }

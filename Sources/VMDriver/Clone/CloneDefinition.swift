@@ -90,6 +90,8 @@ struct CloneDefinition {
         }
         // The source's own clone record (it may be a linked clone itself) is not the clone's.
         root.child("metadata")?.removeChildren { $0.name.hasSuffix(":clone") && $0.attributes.values.contains(Self.namespace) }
+        // Nor is the .vmx the source came from: opening that file must find the source.
+        root.child("metadata")?.removeChildren { $0.attributes.values.contains(VMXRecord.namespace) }
         // Nor are the records of operations running on the source (other clones being made),
         // nor the source's own clones.
         root.child("metadata")?.removeChildren { element in

@@ -69,6 +69,24 @@ extension MigrationPlan {
                 "hot migration is refused for \(label): it runs under TCG (domain type 'qemu') on \(sourceLabel), where "
                     + "\(caps.features[.tcgLive]?.reason ?? "a live move loses guest writes"); use --type warm or cold")
         }
+        // QEMU 7.2 blocks the live migration of any vmdk node ("The vmdk format used by node …
+        // does not support live migration"): a VM opened from a .vmx moves cold until converted.
+        if type == .hot || type == .warm, let layout = facts.layout {
+            for disk in layout.disks {
+                let vmdk = ([VMDetails.BackingImage(path: disk.path, format: disk.format)] + disk.chain).first {
+                    $0.format == "vmdk"
+                }
+                if let vmdk {
+                    fail(
+                        .notSupported,
+                        "\(type.rawValue) migration of \(label) is refused: its disk \(disk.target) rests on the vmdk image "
+                            + "\(vmdk.path), and QEMU does not migrate a running VM with a vmdk disk (\"The vmdk format used by "
+                            + "node … does not support live migration\"); use --type cold, or copy its disks to qcow2 "
+                            + "(qemu-img convert -O qcow2) and give the VM those")
+                    break
+                }
+            }
+        }
         // Post-copy of a TCG guest lost guest pages in VMDriver's page-pattern test (QEMU 7.2,
         // 3 of 3 runs with a bandwidth cap, the same with plain virsh): never for TCG guests.
         if options.postcopy && tcg {
