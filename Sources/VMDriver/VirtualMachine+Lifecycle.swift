@@ -42,6 +42,20 @@ extension VirtualMachine {
         }
     }
 
+    /// Suspends the VM to disk (VIX's suspend): its memory is saved to a file libvirt manages and
+    /// QEMU stops; `start` resumes it where it was. Calls `virDomainManagedSave`.
+    /// - Throws: code 5 unless it is running or paused.
+    public func save() async throws(VMDriverError) {
+        let label = self.label
+        try await host.blocking("cannot save \(label) to disk") { [domain] _ in
+            let state = try Self.state(of: domain)
+            guard state == .running || state == .paused else {
+                throw VMDriverError(.invalidState, "cannot save \(label) to disk: it is \(state)")
+            }
+            try domain.managedSave()
+        }
+    }
+
     /// Pauses the VM's vCPUs; memory stays in place.
     /// - Throws: code 5 unless it is running. Calls `virDomainSuspend`.
     public func suspend() async throws(VMDriverError) {

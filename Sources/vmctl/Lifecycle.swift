@@ -50,6 +50,15 @@ struct Suspend: SimpleLifecycleCommand {
     static func act(on vm: VirtualMachine) async throws(VMDriverError) { try await vm.suspend() }
 }
 
+struct Save: SimpleLifecycleCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Suspend a VM to disk (VIX's suspend): its memory is saved; start resumes it where it was.")
+    @ParentCommand var root: VMCtl
+    @OptionGroup var target: VMArgument
+    static let verb = "Saved"
+    static func act(on vm: VirtualMachine) async throws(VMDriverError) { try await vm.save() }
+}
+
 struct Resume: SimpleLifecycleCommand {
     static let configuration = CommandConfiguration(abstract: "Resume a paused VM.")
     @ParentCommand var root: VMCtl

@@ -13,7 +13,7 @@ struct VMCtl: AsyncParsableCommand {
             4 invalid parameter, 5 invalid state, 6 incompatible parameters.
             """,
         subcommands: [
-            Open.self, List.self, Start.self, Shutdown.self, Destroy.self, Suspend.self, Resume.self, Caps.self,
+            Open.self, List.self, Start.self, Shutdown.self, Destroy.self, Suspend.self, Save.self, Resume.self, Caps.self,
             Clone.self, Clones.self, Promote.self, Delete.self, Snapshot.self, Migrate.self, Jobs.self, Abort.self,
         ]
     )

@@ -46,9 +46,10 @@ struct CloneDefinition {
     ///   - uuid: the clone's UUID (nil: libvirt makes one).
     ///   - logDirectory: where the clone's serial/console log files go.
     ///   - nvram: the clone's NVRAM file, when the source has one.
+    ///   - vmxPath: the `.vmx` path the clone answers to (VixVM_Clone's destConfigPathName).
     func rewritten(
         name: String, uuid: UUID? = nil, disks: [String: (path: String, format: String)], logDirectory: String,
-        nvram: String?, lineage: Lineage?
+        nvram: String?, lineage: Lineage?, vmxPath: String? = nil
     ) -> String {
         let root = self.root
         // Only the text: a <name> with elements inside would not read back as the name.
@@ -102,6 +103,10 @@ struct CloneDefinition {
             }
         }
         if let uuid { root.append("uuid", text: uuid.uuidString.lowercased()) }
+        if let vmxPath {
+            (root.child("metadata") ?? root.append("metadata")).append(
+                "vmdriver:vmx", attributes: [("xmlns:vmdriver", VMXRecord.namespace), ("path", vmxPath)])
+        }
         if let lineage {
             let metadata = root.child("metadata") ?? root.append("metadata")
             let record = metadata.append(

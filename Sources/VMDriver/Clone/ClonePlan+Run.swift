@@ -231,7 +231,7 @@ extension ClonePlan {
                 name: plan.name, uuid: plan.uuid,
                 disks: Dictionary(
                     uniqueKeysWithValues: plan.disks.map { ($0.source.target, (path: $0.target, format: $0.format)) }),
-                logDirectory: plan.directory, nvram: plan.nvram?.target, lineage: lineage)
+                logDirectory: plan.directory, nvram: plan.nvram?.target, lineage: lineage, vmxPath: plan.vmxPath)
             let clone = try connection.defineDomain(xml: xml)
             created.define(clone)
             if lineage != nil {

@@ -15,6 +15,9 @@ struct ClonePlan: Sendable {
     let snapshot: String?
     let directory: String
     let xmlFile: String?
+    /// A `.vmx` path the clone answers to (VixVM_Clone's destConfigPathName): recorded in its
+    /// definition, never written.
+    let vmxPath: String?
     let disks: [Disk]
     let nvram: (source: String, target: String)?
     /// For a clone from a snapshot: the images it froze, per target.
@@ -73,9 +76,13 @@ struct ClonePlan: Sendable {
             // Where the clone goes.
             var directory = layout.disks.first.map { PathName.parent($0.path) } ?? "/var/lib/libvirt/images"
             var xmlFile: String?
+            var vmxPath: String?
             if let destination {
                 if destination.hasSuffix(".xml") {
                     xmlFile = destination
+                    directory = PathName.parent(destination)
+                } else if destination.lowercased().hasSuffix(".vmx") {
+                    vmxPath = (destination as NSString).standardizingPath
                     directory = PathName.parent(destination)
                 } else {
                     directory = destination
@@ -93,7 +100,7 @@ struct ClonePlan: Sendable {
                 return Disk(source: disk, target: "\(directory)/\(name)-\(disk.target).\(suffix)", format: format)
             }
             let nvram = layout.nvram.map { ($0, "\(directory)/\(name)_VARS.fd") }
-            let targets = disks.map(\.target) + [xmlFile, nvram?.1].compactMap { $0 }
+            let targets = disks.map(\.target) + [xmlFile, nvram?.1, vmxPath].compactMap { $0 }
             if let taken = targets.first(where: storage.exists) {
                 throw VMDriverError(
                     .invalidParameter, "cannot clone \(label) as '\(name)': \(taken) already exists (nothing was overwritten)")
@@ -103,7 +110,7 @@ struct ClonePlan: Sendable {
             }
             return ClonePlan(
                 source: source, name: name, type: type, snapshot: snapshot, directory: directory, xmlFile: xmlFile,
-                disks: disks, nvram: nvram, snapshotBases: bases, sourceState: state)
+                vmxPath: vmxPath, disks: disks, nvram: nvram, snapshotBases: bases, sourceState: state)
         }
     }
 

@@ -21,7 +21,9 @@ extension VirtualMachine {
     ///
     /// - Parameters:
     ///   - snapshot: clone the VM as it was at this snapshot (see `createSnapshot`).
-    ///   - destination: the directory for the clone's disks, or a path ending in `.xml` where
+    ///   - destination: the directory for the clone's disks; a path ending in `.vmx` (VIX's
+    ///     destConfigPathName): the disks go in its folder and opening that path finds the
+    ///     clone (the path is recorded, no file is written); or a path ending in `.xml` where
     ///     the clone's domain XML is written too (its disks beside it). Default: beside the
     ///     source's first disk.
     /// - Throws: before the job starts: code 4 for a bad or taken name, an existing target file
