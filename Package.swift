@@ -7,6 +7,8 @@ let package = Package(
         .library(name: "VMDriver", targets: ["VMDriver"]),
         .library(name: "Libvirt", targets: ["Libvirt"]),
         .executable(name: "vmctl", targets: ["vmctl"]),
+        // libvmdriver.so: the VIX, Parallels SDK and CIM C APIs (scripts/install-c-api.sh).
+        .library(name: "vmdriver", type: .dynamic, targets: ["VMDriverCAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,6 +30,14 @@ let package = Package(
                 "Libvirt",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // The C API's headers (vix.h, PrlApi.h, cim_migration.h) and the variadic calls Swift
+        // cannot define; the entry points are VMDriverCAPI's, declared extern in C.
+        .target(name: "CVMDriverAPI"),
+        .target(
+            name: "VMDriverCAPI",
+            dependencies: ["VMDriver", "CVMDriverAPI"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libvmdriver.so.1"])]
         ),
         .executableTarget(
             name: "vmctl",

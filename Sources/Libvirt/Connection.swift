@@ -13,10 +13,20 @@ public final class Connection: @unchecked Sendable {
 
     /// Opens a connection to `uri`.
     /// - Throws: `LibvirtError` (`.noConnect`, `.authFailed` …). Calls `virConnectOpenAuth`.
-    public init(uri: String, readOnly: Bool = false) throws(LibvirtError) {
+    /// - Parameter credentials: a user name and password answered to libvirt's authentication
+    ///   requests (SASL, a qemu+ssh password); nil uses libvirt's default callbacks.
+    public init(uri: String, readOnly: Bool = false, credentials: (username: String?, password: String?)? = nil)
+        throws(LibvirtError)
+    {
         let flags = readOnly ? UInt32(VIR_CONNECT_RO.rawValue) : 0
-        // libvirt's default auth callbacks (password prompts on a terminal, SSH agent …);
-        pointer = try call("virConnectOpenAuth") { virConnectOpenAuth(uri, vmdriver_default_auth(), flags) }
+        if let credentials {
+            pointer = try call("virConnectOpenAuth") {
+                vmdriver_open_with_credentials(uri, credentials.username, credentials.password, flags)
+            }
+        } else {
+            // libvirt's default auth callbacks (password prompts on a terminal, SSH agent …);
+            pointer = try call("virConnectOpenAuth") { virConnectOpenAuth(uri, vmdriver_default_auth(), flags) }
+        }
     }
 
     deinit {

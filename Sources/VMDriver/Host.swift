@@ -39,14 +39,18 @@ public final class Host: Sendable {
     ///   `qemu+tcp://host/system`, `qemu+tls://host/system` … Remote connections get keepalive, so
     ///   a dead peer is noticed in about 20 s.
     /// - Throws: code 4 for a URI libvirt cannot parse, code 2 when the host does not answer.
+    /// - Parameter credentials: a user name and password for hosts that ask (SASL, a qemu+ssh
+    ///   password): answered to libvirt's authentication callback, never logged.
     public static func connect(
-        _ uri: String = "qemu:///system", readOnly: Bool = false, logger: Logger = Logger(label: "vmdriver")
+        _ uri: String = "qemu:///system", readOnly: Bool = false, credentials: Credentials? = nil,
+        logger: Logger = Logger(label: "vmdriver")
     ) async throws(VMDriverError) -> Host {
         let parsed = try HostURI(uri)
         let opened: (Connection, String, String)
         do {
             opened = try await BlockingPool.control.run { () throws -> (Connection, String, String) in
-                let connection = try Connection(uri: uri, readOnly: readOnly)
+                let connection = try Connection(
+                    uri: uri, readOnly: readOnly, credentials: credentials.map { ($0.username, $0.password) })
                 if parsed.isRemote { try connection.setKeepAlive(interval: 5, count: 3) }
                 let name = (try? connection.hostname()) ?? parsed.hostName ?? "localhost"
                 let driver = (try? connection.hypervisorType().lowercased()) ?? parsed.driver
@@ -64,6 +68,16 @@ public final class Host: Sendable {
         logger.debug("connected", metadata: ["uri": "\(uri)", "host": "\(opened.1)"])
         return Host(
             uri: uri, name: opened.1, driver: opened.2, isRemote: parsed.isRemote, connection: opened.0, logger: logger)
+    }
+
+    /// What `connect` answers when the host asks who is connecting.
+    public struct Credentials: Sendable {
+        public var username: String?
+        public var password: String?
+        public init(username: String?, password: String?) {
+            self.username = username
+            self.password = password
+        }
     }
 
     /// Closes the connection; VMs and jobs from this host stop working. Calls `virConnectClose`
