@@ -76,7 +76,19 @@ final class APIJob: HandleObject, @unchecked Sendable {
         condition.unlock()
     }
 
+    private var kept: [UnsafeMutablePointer<CChar>] = []
+
+    /// A C string that lives as long as the job (CIM_ConcreteJob_GetErrorDescription's).
+    func keep(_ text: String) -> UnsafePointer<CChar>? {
+        guard let copy = strdup(text) else { return nil }
+        condition.lock()
+        kept.append(copy)
+        condition.unlock()
+        return UnsafePointer(copy)
+    }
+
     deinit {
+        for pointer in kept { free(pointer) }
         if case .success(let payload)? = outcome {
             switch payload {
             case .none: break
