@@ -1,6 +1,6 @@
 /* A CIM client of VMDriver's cim_migration.h, for the C API tests:
  *
- *   cim_migrate SOURCE_URI COMPUTER_SYSTEM DESTINATION_HOST migrate|cancel
+ *   cim_migrate SOURCE_URI COMPUTER_SYSTEM DESTINATION_HOST migrate|cancel [BANDWIDTH_MIBPS]
  *
  * Prints one line per fact the test reads: the method's return value, each state the job
  * went through, the final JobState, PercentComplete and ErrorCode. Exits 0 when the calls
@@ -11,18 +11,22 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *settings =
+/* Warm (MigrationType 3, resume) over TCP (TransportType 5), as WBEM clients write it. */
+static const char *settings_format =
     "<INSTANCE CLASSNAME=\"CIM_VirtualSystemMigrationSettingData\">"
     "<PROPERTY NAME=\"MigrationType\" TYPE=\"uint16\"><VALUE>3</VALUE></PROPERTY>"
     "<PROPERTY NAME=\"TransportType\" TYPE=\"uint16\"><VALUE>5</VALUE></PROPERTY>"
     "<PROPERTY NAME=\"Priority\" TYPE=\"uint16\"><VALUE>0</VALUE></PROPERTY>"
+    "<PROPERTY NAME=\"Bandwidth\" TYPE=\"uint16\"><VALUE>%s</VALUE></PROPERTY>"
     "</INSTANCE>";
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s SOURCE_URI COMPUTER_SYSTEM DESTINATION_HOST migrate|cancel\n", argv[0]);
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s SOURCE_URI COMPUTER_SYSTEM DESTINATION_HOST migrate|cancel [BANDWIDTH]\n", argv[0]);
         return 64;
     }
+    char settings[1024];
+    snprintf(settings, sizeof settings, settings_format, argc == 6 ? argv[5] : "0");
     CIM_Handle service = NULL, job = NULL;
     uint32_t rc = CIM_Connect(argv[1], &service);
     printf("connect=%u\n", rc);

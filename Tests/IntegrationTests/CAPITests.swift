@@ -140,3 +140,82 @@ struct CAPITests {
         #expect(try Self.domains(prefix: "") == before)
     }
 }
+
+/// CIM's MigrateVirtualSystemToHost from C, between the testbed's two hosts.
+@Suite("The C API's CIM migration", .serialized, .enabled(if: Testbed.enabled, "needs scripts/test.sh and the testbed"))
+struct CIMCAPITests {
+    let domainType: String
+
+    init() async throws {
+        let local = try await Host.connect(Integration.uri)
+        domainType = try #require(try await local.capabilities().linuxDomainType)
+        try await local.close()
+    }
+
+    func program() throws -> (binary: String, folder: URL) {
+        let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("vmdriver-cim-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        return (try CAPITests.build("cim_migrate", [:], in: folder), folder)
+    }
+
+    /// The facts the program printed, by name (`state=7 percent=100 code=0` gives three).
+    static func facts(_ output: String) -> [String: String] {
+        var facts: [String: String] = [:]
+        for line in output.split(separator: "\n") {
+            for pair in line.split(separator: " ") where pair.contains("=") {
+                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                if facts[parts[0]] == nil { facts[parts[0]] = parts.count > 1 ? parts[1] : "" }
+            }
+        }
+        return facts
+    }
+
+    /// CIM-XML setting data, 4096, a job that reaches Completed (7) at 100 %: the guest runs on
+    /// hostb and nowhere else, and never rebooted. Then a DestinationHost that is no host name
+    /// is 4 with the guest left where it is.
+    @Test func migratesWithCIMXMLSettingDataAndRefusesABadDestination() async throws {
+        let guest = TestbedGuest("cim", domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta)
+        let (binary, folder) = try program()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = "root/virtualization/v2:Msvm_ComputerSystem.CreationClassName=\"Msvm_ComputerSystem\",Name=\"\(guest.name)\""
+
+        let moved = try CAPITests.execute(binary, [Testbed.Name.hosta.uri, path, Testbed.Name.hostb.address, "migrate"])
+        let facts = Self.facts(moved.output)
+        #expect(moved.status == 0, "\(moved.output)")
+        #expect(facts["check"] == "0" && facts["migratable"] == "1", "\(moved.output)")
+        #expect(facts["migrate"] == "4096", "\(moved.output)")
+        #expect(facts["wait"] == "0" && facts["state"] == "7" && facts["percent"] == "100" && facts["code"] == "0", "\(moved.output)")
+        #expect(moved.output.contains("<VALUE>2</VALUE>"), "the capabilities list MigrateVirtualSystemToHost as asynchronous")
+        #expect(try guest.state(on: .hostb) == .running)
+        #expect(try guest.state(on: .hosta) == nil, "the source keeps no definition")
+        let beats = guest.log.heartbeats().count
+        #expect(await guest.keepsBeating(after: beats), "the guest runs on after the move")
+
+        let refused = try CAPITests.execute(binary, [Testbed.Name.hostb.uri, guest.name, "not a host!", "migrate"])
+        #expect(Self.facts(refused.output)["migrate"] == "4", "\(refused.output)")
+        #expect(refused.output.contains("DestinationHost") || refused.output.contains("not a host"), "\(refused.output)")
+        #expect(try guest.state(on: .hostb) == .running)
+    }
+
+    /// RequestStateChange(4, Terminate) while the move runs: 0, the job ends Terminated (8), the
+    /// guest runs on the source and the target holds no trace of it.
+    @Test func terminateMidMoveLeavesTheSourceRunning() async throws {
+        let guest = TestbedGuest("cimstop", domainType: domainType)
+        defer { guest.cleanUp() }
+        try await guest.boot(on: .hosta)
+        let (binary, folder) = try program()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // 2 MiB/s: the guest's memory takes far longer than the second before the terminate.
+        let stopped = try CAPITests.execute(binary, [Testbed.Name.hosta.uri, guest.name, Testbed.Name.hostb.address, "cancel", "2"])
+        let facts = Self.facts(stopped.output)
+        #expect(facts["migrate"] == "4096", "\(stopped.output)")
+        #expect(facts["before-terminate"] == "4", "\(stopped.output)")
+        #expect(facts["terminate"] == "0" && facts["state"] == "8", "\(stopped.output)")
+        #expect(try guest.state(on: .hosta) == .running)
+        #expect(try guest.state(on: .hostb) == nil)
+        let beats = guest.log.heartbeats().count
+        #expect(await guest.keepsBeating(after: beats), "the guest runs on on the source")
+    }
+}
