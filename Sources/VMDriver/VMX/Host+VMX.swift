@@ -14,11 +14,19 @@ extension Host {
             )
         }
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
-        if let known = try await vmxRegistered(absolute) { return known }
-        let data = try Self.readVMX(absolute)
-        let file = try VMXFile(parsing: data, origin: absolute)
-        let efi = Self.ovmfCandidates.contains { FileManager.default.fileExists(atPath: $0) }
-        let machine = try VMXMachine(file, path: absolute, efiFirmwareInstalled: efi)
+        // A VIX clone's .vmx path is recorded, not written: it may have no file.
+        var machine: VMXMachine?
+        if FileManager.default.fileExists(atPath: absolute) {
+            let file = try VMXFile(parsing: try Self.readVMX(absolute), origin: absolute)
+            let efi = Self.ovmfCandidates.contains { FileManager.default.fileExists(atPath: $0) }
+            machine = try VMXMachine(file, path: absolute, efiFirmwareInstalled: efi)
+        }
+        if let known = try await vmxRegistered(absolute) {
+            return VirtualMachine(
+                host: self, domain: known.domain, name: known.name, uuid: known.uuid, origin: .registered,
+                unmappedKeys: machine?.unmappedKeys ?? [], notes: machine?.notes ?? [])
+        }
+        guard let machine else { throw VMDriverError(.invalidParameter, "cannot open \(absolute): no such file") }
         for disk in machine.disks where !FileManager.default.fileExists(atPath: disk.path) {
             throw VMDriverError(.invalidParameter, "\(absolute) names \(disk.path), which does not exist; nothing was registered")
         }
