@@ -78,6 +78,8 @@ log "lint (swift-format, .swift-format)"
 bash scripts/lint.sh --strict
 log "building"
 swift build --build-tests "${build_flags[@]}"
+# The C API's library (CAPITests build C programs against it); --build-tests leaves it out.
+swift build --product vmdriver "${build_flags[@]}"
 log "running tests"
 # One test at a time: the integration tests boot TCG guests on 2 cores, and a guest listed by
 # one test must not be a guest another test is booting.

@@ -32,7 +32,8 @@ extension Host {
         }
         if reference.lowercased().hasSuffix(".vmx") {
             if transient {
-                throw VMDriverError(.incompatibleParameters, "--transient applies to a domain XML file, not to the .vmx \(reference)")
+                throw VMDriverError(
+                    .incompatibleParameters, "--transient applies to a domain XML file, not to the .vmx \(reference)")
             }
             return try await open(vmx: reference, network: network)
         }

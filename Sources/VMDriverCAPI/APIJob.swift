@@ -102,7 +102,9 @@ final class APIJob: HandleObject, @unchecked Sendable {
     func wait(timeout: Duration? = nil) -> Result<Payload, VMDriverError>? {
         condition.lock()
         defer { condition.unlock() }
-        let deadline = timeout.map { Date(timeIntervalSinceNow: Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18) }
+        let deadline = timeout.map {
+            Date(timeIntervalSinceNow: Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18)
+        }
         while outcome == nil {
             if let deadline {
                 if !condition.wait(until: deadline) { return outcome }

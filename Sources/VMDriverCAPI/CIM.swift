@@ -132,7 +132,9 @@ func CIM_CheckVirtualSystemIsMigratableToHost(
 }
 
 @_cdecl("CIM_GetMigrationCapabilities")
-func CIM_GetMigrationCapabilities(_ service: OpaquePointer?, _ instance: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> UInt32 {
+func CIM_GetMigrationCapabilities(_ service: OpaquePointer?, _ instance: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?)
+    -> UInt32
+{
     do throws(VMDriverError) {
         _ = try serviceHost(service)
     } catch {

@@ -319,7 +319,8 @@ func VixVM_Clone(
     // With a suspended VM, a linked clone is VIX_E_VM_IS_RUNNING (its memory state would be lost).
     return vmJob(vmHandle, callback, clientData, state: Vix.vmIsRunning) { vm, job throws(VMDriverError) in
         guard cloneType == 0 || cloneType == 1 else {
-            throw VMDriverError(.invalidParameter, "clone type \(cloneType) is neither VIX_CLONETYPE_FULL nor VIX_CLONETYPE_LINKED")
+            throw VMDriverError(
+                .invalidParameter, "clone type \(cloneType) is neither VIX_CLONETYPE_FULL nor VIX_CLONETYPE_LINKED")
         }
         guard let destination, destination.hasPrefix("/") else {
             throw VMDriverError(.invalidParameter, "destConfigPathName must be an absolute path of the clone's .vmx")
@@ -327,7 +328,8 @@ func VixVM_Clone(
         var snapshot: String?
         if snapshotHandle != 0 {
             guard let object = Handles.shared.get(snapshotHandle, as: SnapshotObject.self) else {
-                throw vixFailure(Vix.invalidHandle, VMDriverError(.invalidParameter, "\(snapshotHandle) is not a snapshot handle"))
+                throw vixFailure(
+                    Vix.invalidHandle, VMDriverError(.invalidParameter, "\(snapshotHandle) is not a snapshot handle"))
             }
             snapshot = object.snapshot.name
         }
@@ -392,7 +394,9 @@ final class ResultBox<Value: Sendable>: @unchecked Sendable {
 }
 
 /// Runs an async VMDriver call to its end on the calling C thread (the synchronous VIX calls).
-func blockingCall<Value: Sendable>(_ body: @escaping @Sendable () async throws(VMDriverError) -> Value) -> Result<Value, VMDriverError> {
+func blockingCall<Value: Sendable>(_ body: @escaping @Sendable () async throws(VMDriverError) -> Value) -> Result<
+    Value, VMDriverError
+> {
     let box = ResultBox<Value>()
     let done = DispatchSemaphore(value: 0)
     Task.detached {
@@ -469,7 +473,9 @@ func VixVM_CreateSnapshot(
         guard let name, !name.isEmpty else { throw VMDriverError(.invalidParameter, "a snapshot needs a name") }
         if options & 0x0002 != 0 {  // VIX_SNAPSHOT_INCLUDE_MEMORY
             throw VMDriverError(
-                .notSupported, "VMDriver's snapshots are of the disks only (external, libvirt 9.0): VIX_SNAPSHOT_INCLUDE_MEMORY is not supported")
+                .notSupported,
+                "VMDriver's snapshots are of the disks only (external, libvirt 9.0): VIX_SNAPSHOT_INCLUDE_MEMORY is not supported"
+            )
         }
         do throws(VMDriverError) {
             let info = try await vm.createSnapshot(name: name)

@@ -16,7 +16,8 @@ struct CAPITests {
         let prefix = folder.appendingPathComponent("prefix").path
         if !FileManager.default.fileExists(atPath: "\(prefix)/lib/pkgconfig/vmdriver.pc") {
             let buildDir = URL(fileURLWithPath: VMCtl.path).deletingLastPathComponent().path
-            try run("bash", [packageRoot.appendingPathComponent("scripts/install-c-api.sh").path, "--build-dir", buildDir, prefix])
+            try run(
+                "bash", [packageRoot.appendingPathComponent("scripts/install-c-api.sh").path, "--build-dir", buildDir, prefix])
         }
         var source = try String(
             contentsOf: packageRoot.appendingPathComponent("Tests/CPrograms/\(program).c"), encoding: .utf8)
@@ -25,7 +26,8 @@ struct CAPITests {
         try source.write(to: file, atomically: true, encoding: .utf8)
         let flags = try run("env", ["PKG_CONFIG_PATH=\(prefix)/lib/pkgconfig", "pkg-config", "--cflags", "--libs", "vmdriver"])
         let binary = folder.appendingPathComponent(program).path
-        try run("cc", ["-Wall", "-Werror", "-o", binary, file.path] + flags.split(whereSeparator: \.isWhitespace).map(String.init))
+        try run(
+            "cc", ["-Wall", "-Werror", "-o", binary, file.path] + flags.split(whereSeparator: \.isWhitespace).map(String.init))
         return binary
     }
 
@@ -45,10 +47,12 @@ struct CAPITests {
     /// A VMware machine: the boot-sector guest in a monolithicSparse vmdk, with a .vmx.
     static func vmwareMachine(in folder: URL, name: String, uuid: UUID) throws -> String {
         let disk = folder.appendingPathComponent("\(name).vmdk").path
-        try run("qemu-img", [
-            "convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicSparse",
-            Integration.fixtures.appendingPathComponent("bootsector.img").path, disk,
-        ])
+        try run(
+            "qemu-img",
+            [
+                "convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicSparse",
+                Integration.fixtures.appendingPathComponent("bootsector.img").path, disk,
+            ])
         let vmx = folder.appendingPathComponent("\(name).vmx").path
         try """
         .encoding = "UTF-8"
@@ -129,7 +133,8 @@ struct CAPITests {
 
     /// A missing .vmx: VIX_E_FILE_NOT_FOUND (4), nothing registered.
     @Test func vixOpenOfAMissingFileIsFileNotFound() throws {
-        let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("vmdriver-capi-\(UUID().uuidString.prefix(8))")
+        let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(
+            "vmdriver-capi-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let before = try Self.domains(prefix: "")
@@ -153,7 +158,8 @@ struct CIMCAPITests {
     }
 
     func program() throws -> (binary: String, folder: URL) {
-        let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("vmdriver-cim-\(UUID().uuidString.prefix(8))")
+        let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(
+            "vmdriver-cim-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         return (try CAPITests.build("cim_migrate", [:], in: folder), folder)
     }
@@ -186,7 +192,8 @@ struct CIMCAPITests {
         #expect(moved.status == 0, "\(moved.output)")
         #expect(facts["check"] == "0" && facts["migratable"] == "1", "\(moved.output)")
         #expect(facts["migrate"] == "4096", "\(moved.output)")
-        #expect(facts["wait"] == "0" && facts["state"] == "7" && facts["percent"] == "100" && facts["code"] == "0", "\(moved.output)")
+        #expect(
+            facts["wait"] == "0" && facts["state"] == "7" && facts["percent"] == "100" && facts["code"] == "0", "\(moved.output)")
         #expect(moved.output.contains("<VALUE>2</VALUE>"), "the capabilities list MigrateVirtualSystemToHost as asynchronous")
         #expect(try guest.state(on: .hostb) == .running)
         #expect(try guest.state(on: .hosta) == nil, "the source keeps no definition")
@@ -208,7 +215,8 @@ struct CIMCAPITests {
         let (binary, folder) = try program()
         defer { try? FileManager.default.removeItem(at: folder) }
         // 2 MiB/s: the guest's memory takes far longer than the second before the terminate.
-        let stopped = try CAPITests.execute(binary, [Testbed.Name.hosta.uri, guest.name, Testbed.Name.hostb.address, "cancel", "2"])
+        let stopped = try CAPITests.execute(
+            binary, [Testbed.Name.hosta.uri, guest.name, Testbed.Name.hostb.address, "cancel", "2"])
         let facts = Self.facts(stopped.output)
         #expect(facts["migrate"] == "4096", "\(stopped.output)")
         #expect(facts["before-terminate"] == "4", "\(stopped.output)")

@@ -43,7 +43,8 @@ struct VMXTests {
             #expect {
                 try VMXFile(parsing: Data(text.utf8), origin: "x.vmx")
             } throws: { error in
-                (error as? VMDriverError)?.code == .invalidParameter && (error as? VMDriverError)?.message.contains("line 1") == true
+                (error as? VMDriverError)?.code == .invalidParameter
+                    && (error as? VMDriverError)?.message.contains("line 1") == true
             }
         }
     }
@@ -134,7 +135,8 @@ struct VMXTests {
         defer { try? FileManager.default.removeItem(at: folder) }
         try Data().write(to: folder.appendingPathComponent("d.vmdk"))
         let vmx = folder.appendingPathComponent("m.vmx").path
-        try "displayName = \"vmx-m\"\nmemsize = \"64\"\nide0:0.present = \"TRUE\"\nide0:0.fileName = \"d.vmdk\"\nfoo.bar = \"1\"\n"
+        try
+            "displayName = \"vmx-m\"\nmemsize = \"64\"\nide0:0.present = \"TRUE\"\nide0:0.fileName = \"d.vmdk\"\nfoo.bar = \"1\"\n"
             .write(toFile: vmx, atomically: true, encoding: .utf8)
         let first = try await host.open(vmx)
         #expect(first.origin == .defined)
@@ -176,7 +178,8 @@ struct CIMSettingDataTests {
 
     @Test func mapsMigrationSystemAndResourceSettings() throws {
         let request = try CIMMigrationRequest(
-            migrationSettingData: "instance of KVM_VirtualSystemMigrationSettingData { MigrationType = 3; TransportType = 4; Bandwidth = 50; };",
+            migrationSettingData:
+                "instance of KVM_VirtualSystemMigrationSettingData { MigrationType = 3; TransportType = 4; Bandwidth = 50; };",
             newSystemSettingData: "instance of CIM_VirtualSystemSettingData { ElementName = \"web-moved\"; };",
             newResourceSettingData: [
                 "instance of CIM_ResourceAllocationSettingData { ResourceType = 3; VirtualQuantity = 2; };",
@@ -187,7 +190,8 @@ struct CIMSettingDataTests {
         #expect(options.type == .warm && options.security == .high && options.bandwidthMiBps == 50)
         #expect(options.newName == "web-moved" && options.vcpus == 2 && options.memoryMiB == 1024 && options.home == "/srv/vms")
         let hyperV = try CIMMigrationRequest(
-            migrationSettingData: "instance of Msvm_VirtualSystemMigrationSettingData { MigrationType = 32771; TransportType = 5; };",
+            migrationSettingData:
+                "instance of Msvm_VirtualSystemMigrationSettingData { MigrationType = 32771; TransportType = 5; };",
             newSystemSettingData: nil, newResourceSettingData: [])
         #expect(hyperV.options.type == .hot && hyperV.options.storage == .copy && hyperV.options.security == .low)
     }

@@ -159,8 +159,9 @@ private struct MOFScanner {
     mutating func word() throws(VMDriverError) -> String? {
         skipSpace()
         var result = String.UnicodeScalarView()
-        while index < scalars.count, scalars[index].properties.isAlphabetic || ("0"..."9").contains(scalars[index])
-            || scalars[index] == "_"
+        while index < scalars.count,
+            scalars[index].properties.isAlphabetic || ("0"..."9").contains(scalars[index])
+                || scalars[index] == "_"
         {
             result.append(scalars[index])
             index += 1
@@ -196,7 +197,8 @@ private struct MOFScanner {
         }
         var result = String.UnicodeScalarView()
         while index < scalars.count,
-            scalars[index].properties.isAlphabetic || ("0"..."9").contains(scalars[index]) || "+-._".unicodeScalars.contains(scalars[index])
+            scalars[index].properties.isAlphabetic || ("0"..."9").contains(scalars[index])
+                || "+-._".unicodeScalars.contains(scalars[index])
         {
             result.append(scalars[index])
             index += 1
@@ -238,7 +240,8 @@ public struct CIMMigrationRequest: Sendable {
         var options = base
         if let text = migrationSettingData, !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             let instance = try CIMInstance(parsing: text, what: "MigrationSettingData")
-            try Self.check(instance, classSuffix: "VirtualSystemMigrationSettingData", what: "MigrationSettingData", known: Self.settingKeys)
+            try Self.check(
+                instance, classSuffix: "VirtualSystemMigrationSettingData", what: "MigrationSettingData", known: Self.settingKeys)
             if let type = try Self.integer(instance, "MigrationType") {
                 switch type {
                 case 0: options.type = .auto
@@ -254,7 +257,8 @@ public struct CIMMigrationRequest: Sendable {
                 case 32769, 32770, 32772:
                     throw VMDriverError(
                         .notSupported,
-                        "MigrationType \(type) (Hyper-V's storage-only, staged or storage-check move) is not supported: VMDriver moves the VM, with its storage or not")
+                        "MigrationType \(type) (Hyper-V's storage-only, staged or storage-check move) is not supported: VMDriver moves the VM, with its storage or not"
+                    )
                 default:
                     throw VMDriverError(.invalidParameter, "MigrationType \(type) is not one of 0-4 or 32768-32772")
                 }
@@ -268,9 +272,11 @@ public struct CIMMigrationRequest: Sendable {
                 case 2:
                     throw VMDriverError(
                         .notSupported,
-                        "TransportType 2 (SSH): VMDriver's peers are reached over TCP or TLS; give DestinationHost as a qemu+ssh:// URI to use SSH")
+                        "TransportType 2 (SSH): VMDriver's peers are reached over TCP or TLS; give DestinationHost as a qemu+ssh:// URI to use SSH"
+                    )
                 default:
-                    throw VMDriverError(.notSupported, "TransportType \(transport) is not supported: use 3 (TLS), 4 (TLS strict) or 5 (TCP)")
+                    throw VMDriverError(
+                        .notSupported, "TransportType \(transport) is not supported: use 3 (TLS), 4 (TLS strict) or 5 (TCP)")
                 }
             }
             if let bandwidth = try Self.integer(instance, "Bandwidth"), bandwidth > 0 {
@@ -278,7 +284,8 @@ public struct CIMMigrationRequest: Sendable {
                     !["byte*2^20/second", "byte*2^20 / second", "mebibyte per second"].contains(unit.lowercased())
                 {
                     throw VMDriverError(
-                        .incompatibleParameters, "BandwidthUnit '\(unit)' is not supported: give Bandwidth in byte*2^20/second (MiB/s)")
+                        .incompatibleParameters,
+                        "BandwidthUnit '\(unit)' is not supported: give Bandwidth in byte*2^20/second (MiB/s)")
                 }
                 options.bandwidthMiBps = UInt64(bandwidth)
             }
@@ -286,7 +293,8 @@ public struct CIMMigrationRequest: Sendable {
         }
         if let text = newSystemSettingData, !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             let instance = try CIMInstance(parsing: text, what: "NewSystemSettingData")
-            try Self.check(instance, classSuffix: "VirtualSystemSettingData", what: "NewSystemSettingData", known: Self.systemKeys)
+            try Self.check(
+                instance, classSuffix: "VirtualSystemSettingData", what: "NewSystemSettingData", known: Self.systemKeys)
             if case .scalar(let name)? = instance["ElementName"], !name.isEmpty { options.newName = name }
         }
         var folders: [String] = []
@@ -300,7 +308,8 @@ public struct CIMMigrationRequest: Sendable {
             switch type {
             case 3:
                 guard let count = try Self.integer(instance, "VirtualQuantity"), count > 0, count <= UInt32.max else {
-                    throw VMDriverError(.invalidParameter, "\(what): a processor setting needs VirtualQuantity, the number of vCPUs")
+                    throw VMDriverError(
+                        .invalidParameter, "\(what): a processor setting needs VirtualQuantity, the number of vCPUs")
                 }
                 options.vcpus = UInt32(count)
             case 4:
@@ -318,7 +327,8 @@ public struct CIMMigrationRequest: Sendable {
                     default: nil
                     }
                 guard let mebibytes, mebibytes > 0 else {
-                    throw VMDriverError(.incompatibleParameters, "\(what): AllocationUnits '\(unit)' is not a unit of memory VMDriver reads")
+                    throw VMDriverError(
+                        .incompatibleParameters, "\(what): AllocationUnits '\(unit)' is not a unit of memory VMDriver reads")
                 }
                 options.memoryMiB = UInt64(mebibytes)
             case 17, 31:
@@ -328,26 +338,34 @@ public struct CIMMigrationRequest: Sendable {
                         folders.append((path as NSString).deletingLastPathComponent)
                         continue
                     }
-                    throw VMDriverError(.invalidParameter, "\(what): a disk setting needs HostResource, an absolute path on the target")
+                    throw VMDriverError(
+                        .invalidParameter, "\(what): a disk setting needs HostResource, an absolute path on the target")
                 }
                 folders.append((path as NSString).deletingLastPathComponent)
             default:
                 throw VMDriverError(
-                    .incompatibleParameters, "\(what): ResourceType \(type) is not one VMDriver changes in a move (3 processor, 4 memory, 17/31 disk)")
+                    .incompatibleParameters,
+                    "\(what): ResourceType \(type) is not one VMDriver changes in a move (3 processor, 4 memory, 17/31 disk)")
             }
         }
         if let first = folders.first {
             guard folders.allSatisfy({ $0 == first }) else {
                 throw VMDriverError(
-                    .incompatibleParameters, "the disk settings name different folders (\(Set(folders).sorted().joined(separator: ", "))): VMDriver puts a VM's disks in one")
+                    .incompatibleParameters,
+                    "the disk settings name different folders (\(Set(folders).sorted().joined(separator: ", "))): VMDriver puts a VM's disks in one"
+                )
             }
             options.home = first
         }
         self.options = options
     }
 
-    static let common: Set<String> = ["instanceid", "elementname", "caption", "description", "changeabletype", "configurationname"]
-    static let settingKeys = common.union(["migrationtype", "transporttype", "othertransporttype", "priority", "bandwidth", "bandwidthunit"])
+    static let common: Set<String> = [
+        "instanceid", "elementname", "caption", "description", "changeabletype", "configurationname",
+    ]
+    static let settingKeys = common.union([
+        "migrationtype", "transporttype", "othertransporttype", "priority", "bandwidth", "bandwidthunit",
+    ])
     static let systemKeys = common.union(["virtualsystemidentifier", "virtualsystemtype", "notes", "creationtime"])
     static let resourceKeys = common.union([
         "resourcetype", "otherresourcetype", "resourcesubtype", "virtualquantity", "virtualquantityunits", "allocationunits",
@@ -355,9 +373,12 @@ public struct CIMMigrationRequest: Sendable {
         "automaticdeallocation", "consumervisibility", "mappingbehavior",
     ])
 
-    private static func check(_ instance: CIMInstance, classSuffix: String, what: String, known: Set<String>) throws(VMDriverError) {
+    private static func check(_ instance: CIMInstance, classSuffix: String, what: String, known: Set<String>)
+        throws(VMDriverError)
+    {
         guard instance.className.hasSuffix(classSuffix) else {
-            throw VMDriverError(.invalidParameter, "\(what) is an instance of \(instance.className), not of a …\(classSuffix) class")
+            throw VMDriverError(
+                .invalidParameter, "\(what) is an instance of \(instance.className), not of a …\(classSuffix) class")
         }
         if let unknown = instance.properties.first(where: { !known.contains($0.name.lowercased()) }) {
             throw VMDriverError(.incompatibleParameters, "\(what): property \(unknown.name) is not one VMDriver maps")

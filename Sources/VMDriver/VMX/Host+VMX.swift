@@ -37,7 +37,9 @@ extension Host {
             for extent in disk.extents {
                 var info = stat()
                 guard stat(extent, &info) == 0 else {
-                    throw VMDriverError(.invalidParameter, "\(disk.path) names the extent \(extent), which does not exist; nothing was registered")
+                    throw VMDriverError(
+                        .invalidParameter, "\(disk.path) names the extent \(extent), which does not exist; nothing was registered"
+                    )
                 }
                 if info.st_mode & 0o006 != 0o006 {
                     throw VMDriverError(

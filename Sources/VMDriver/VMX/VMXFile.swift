@@ -34,7 +34,8 @@ struct VMXFile {
             let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty || line.hasPrefix("#") { continue }
             guard let equals = line.firstIndex(of: "=") else {
-                throw VMDriverError(.invalidParameter, "\(origin), line \(number): expected key = \"value\", found '\(line.prefix(60))'")
+                throw VMDriverError(
+                    .invalidParameter, "\(origin), line \(number): expected key = \"value\", found '\(line.prefix(60))'")
             }
             let key = line[..<equals].trimmingCharacters(in: .whitespaces)
             guard !key.isEmpty, key.unicodeScalars.allSatisfy({ Self.keyCharacters.contains($0) }) else {
@@ -141,7 +142,9 @@ struct VMXFile {
             default: nil
             }
         guard let encoding else {
-            throw VMDriverError(.invalidParameter, "\(origin): .encoding '\(name)' is not one VMDriver reads (UTF-8, windows-1252, ISO-8859-1, Shift_JIS, EUC-JP)")
+            throw VMDriverError(
+                .invalidParameter,
+                "\(origin): .encoding '\(name)' is not one VMDriver reads (UTF-8, windows-1252, ISO-8859-1, Shift_JIS, EUC-JP)")
         }
         guard let text = String(data: data, encoding: encoding) else {
             throw VMDriverError(.invalidParameter, "\(origin): the file is not valid \(name) text")

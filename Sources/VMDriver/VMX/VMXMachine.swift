@@ -63,7 +63,9 @@ struct VMXMachine: Equatable {
         func integer(_ key: String, default value: Int, range: ClosedRange<Int>) throws(VMDriverError) -> Int {
             guard let text = file[key] else { return value }
             guard let number = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
-                throw VMDriverError(.invalidParameter, "\(origin): \(key) = \"\(text)\" is not a number in \(range.lowerBound)…\(range.upperBound)")
+                throw VMDriverError(
+                    .invalidParameter,
+                    "\(origin): \(key) = \"\(text)\" is not a number in \(range.lowerBound)…\(range.upperBound)")
             }
             return number
         }
@@ -85,13 +87,15 @@ struct VMXMachine: Equatable {
         vcpus = try integer("numvcpus", default: 1, range: 1...4096)
         coresPerSocket = try integer("cpuid.coresPerSocket", default: 1, range: 1...4096)
         if vcpus % coresPerSocket != 0 {
-            throw VMDriverError(.invalidParameter, "\(origin): numvcpus \(vcpus) is not a multiple of cpuid.coresPerSocket \(coresPerSocket)")
+            throw VMDriverError(
+                .invalidParameter, "\(origin): numvcpus \(vcpus) is not a multiple of cpuid.coresPerSocket \(coresPerSocket)")
         }
         switch file["firmware"]?.lowercased() {
         case nil, "bios": efi = false
         case "efi":
             guard efiFirmwareInstalled else {
-                throw VMDriverError(.notSupported, "\(origin): firmware = \"efi\" needs OVMF, which this host lacks (apt-get install ovmf)")
+                throw VMDriverError(
+                    .notSupported, "\(origin): firmware = \"efi\" needs OVMF, which this host lacks (apt-get install ovmf)")
             }
             efi = true
         case let other?:
@@ -106,7 +110,8 @@ struct VMXMachine: Equatable {
             guard let model = Self.scsiModels[device] else {
                 throw VMDriverError(
                     .notSupported,
-                    "\(origin): scsi\(index).virtualDev = \"\(device)\" has no QEMU model here (lsilogic, lsisas1068 and pvscsi do)")
+                    "\(origin): scsi\(index).virtualDev = \"\(device)\" has no QEMU model here (lsilogic, lsisas1068 and pvscsi do)"
+                )
             }
             scsiControllers[index] = model
         }
@@ -141,15 +146,18 @@ struct VMXMachine: Equatable {
                 notes.append("\(prefix)deviceType \(deviceType) (the host's drive \(fileName)): left out")
                 continue
             default:
-                throw VMDriverError(.notSupported, "\(origin): \(prefix)deviceType = \"\(deviceType)\" is not a disk or CD-ROM image")
+                throw VMDriverError(
+                    .notSupported, "\(origin): \(prefix)deviceType = \"\(deviceType)\" is not a disk or CD-ROM image")
             }
             if bus == .nvme {
                 throw VMDriverError(
                     .notSupported,
-                    "\(origin): \(prefix)fileName is an NVMe disk, and libvirt 9.0 has no NVMe disk bus; move it to sata or scsi in the .vmx")
+                    "\(origin): \(prefix)fileName is an NVMe disk, and libvirt 9.0 has no NVMe disk bus; move it to sata or scsi in the .vmx"
+                )
             }
             if bus == .scsi && scsiControllers[controller] == nil {
-                throw VMDriverError(.invalidParameter, "\(origin): \(prefix)fileName is on scsi\(controller), which is not present")
+                throw VMDriverError(
+                    .invalidParameter, "\(origin): \(prefix)fileName is on scsi\(controller), which is not present")
             }
             if bus == .ide && (controller > 1 || unit > 1) {
                 throw VMDriverError(.invalidParameter, "\(origin): \(prefix): IDE has controllers 0-1 with units 0-1")
@@ -168,13 +176,20 @@ struct VMXMachine: Equatable {
             let device = file["ethernet\(index).virtualDev"]?.lowercased() ?? "e1000"
             guard let model = Self.nicModels[device] else {
                 throw VMDriverError(
-                    .notSupported, "\(origin): ethernet\(index).virtualDev = \"\(device)\" has no QEMU model here (e1000, e1000e and vmxnet3 do)")
+                    .notSupported,
+                    "\(origin): ethernet\(index).virtualDev = \"\(device)\" has no QEMU model here (e1000, e1000e and vmxnet3 do)"
+                )
             }
             let addressType = file["ethernet\(index).addressType"]?.lowercased()
             let address = addressType == "static" ? file["ethernet\(index).address"] : file["ethernet\(index).generatedAddress"]
-            if addressType == "static" { _ = file["ethernet\(index).generatedAddress"] } else { _ = file["ethernet\(index).address"] }
+            if addressType == "static" {
+                _ = file["ethernet\(index).generatedAddress"]
+            } else {
+                _ = file["ethernet\(index).address"]
+            }
             if let address, address.wholeMatch(of: /[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}/) == nil {
-                throw VMDriverError(.invalidParameter, "\(origin): ethernet\(index)'s address \"\(address)\" is not a MAC address")
+                throw VMDriverError(
+                    .invalidParameter, "\(origin): ethernet\(index)'s address \"\(address)\" is not a MAC address")
             }
             nics.append(NIC(index: index, model: model, mac: address?.lowercased()))
         }
@@ -258,7 +273,8 @@ struct VMXMachine: Equatable {
         root.append("features").append("acpi")
         if coresPerSocket > 1 {
             root.append("cpu").append(
-                "topology", attributes: [("sockets", "\(vcpus / coresPerSocket)"), ("cores", "\(coresPerSocket)"), ("threads", "1")])
+                "topology",
+                attributes: [("sockets", "\(vcpus / coresPerSocket)"), ("cores", "\(coresPerSocket)"), ("threads", "1")])
         }
         root.append("clock", attributes: [("offset", "utc")])
         let devices = root.append("devices")
