@@ -227,3 +227,50 @@ struct CIMCAPITests {
         #expect(await guest.keepsBeating(after: beats), "the guest runs on on the source")
     }
 }
+
+/// The Parallels SDK's PrlVm_MigrateEx from C, between the testbed's two hosts.
+@Suite("The C API's Parallels migration", .serialized, .enabled(if: Testbed.enabled, "needs scripts/test.sh and the testbed"))
+struct PrlCAPITests {
+    /// PVMT_HOT_MIGRATION | PVMSL_LOW_SECURITY to hostb, then PVMSL_HIGH_SECURITY back: each job's
+    /// return code is PRL_ERR_SUCCESS and the guest ticks on where it went. The boot-sector guest
+    /// runs under KVM here, so it moves live (TCG guests move warm, see Capabilities.tcgLive).
+    /// Then an invalid security level is the SDK's PRL_ERR_WRONG_CONNECTION_SECURITY_LEVEL, with
+    /// nothing moved.
+    @Test func migratesHotThereAndBackAndRefusesABadLevel() async throws {
+        let local = try await Host.connect(Integration.uri)
+        let kvm = try await local.capabilities().accelerators.first { $0.name == "kvm" }?.runsGuests.isAvailable == true
+        try await local.close()
+        try #require(kvm, "needs KVM for real-mode guests (the accelerator probe says no)")
+        let guest = TestbedGuest("prl", domainType: "kvm")
+        defer { guest.cleanUp() }
+        try await guest.bootBootSector(on: .hosta, domainType: "kvm")
+        let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(
+            "vmdriver-prl-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let binary = try CAPITests.build("prl_migrate", [:], in: folder)
+        func ticks() -> Int { guest.log.lines().filter { $0.hasPrefix("tick") }.count }
+        setenv("VMDRIVER_PKIPATH", Testbed.clientPKI, 1)
+        defer { unsetenv("VMDRIVER_PKIPATH") }
+
+        let there = try CAPITests.execute(binary, [Testbed.Name.hosta.uri, guest.name, Testbed.Name.hostb.address, "low"])
+        #expect(there.status == 0, "\(there.output)")
+        #expect(there.output.contains("found \(guest.name) {"), "the UUID comes in braces: \(there.output)")
+        #expect(there.output.contains("retcode=0x00000000 PRL_ERR_SUCCESS progress=100"), "\(there.output)")
+        #expect(try guest.hosts() == [.hostb] && guest.state(on: .hostb) == .running)
+        var before = ticks()
+        #expect(await Integration.waitFor(10) { ticks() > before + 1 }, "the guest ticks on on hostb")
+
+        let back = try CAPITests.execute(binary, [Testbed.Name.hostb.uri, guest.name, Testbed.Name.hosta.address, "high"])
+        #expect(back.output.contains("retcode=0x00000000 PRL_ERR_SUCCESS"), "\(back.output)")
+        #expect(try guest.hosts() == [.hosta] && guest.state(on: .hosta) == .running)
+        before = ticks()
+        #expect(await Integration.waitFor(10) { ticks() > before + 1 }, "the guest ticks on on hosta")
+
+        let refused = try CAPITests.execute(binary, [Testbed.Name.hosta.uri, guest.name, Testbed.Name.hostb.address, "bad"])
+        #expect(refused.output.contains("PRL_ERR_WRONG_CONNECTION_SECURITY_LEVEL"), "\(refused.output)")
+        #expect(try guest.hosts() == [.hosta] && guest.state(on: .hosta) == .running)
+        // The guest never restarted: one banner in its log.
+        #expect(guest.log.lines().filter { $0 == "VMDRIVER-BOOT" }.count == 1)
+    }
+}
