@@ -131,6 +131,18 @@ struct CAPITests {
         #expect(try !source.isActive())
     }
 
+    /// Eight C threads at once, each connecting, opening, reading properties and releasing
+    /// (25 rounds each, on test:///default): every round reads the VM back right.
+    @Test func vixCallsFromEightThreadsAtOnce() throws {
+        let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(
+            "vmdriver-capi-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let binary = try Self.build("vix_threads", [:], in: folder)
+        let result = try Self.execute(binary, ["test:///default", "test"])
+        #expect(result.status == 0 && result.output.contains("ok 200"), "\(result.output)")
+    }
+
     /// A missing .vmx: VIX_E_FILE_NOT_FOUND (4), nothing registered.
     @Test func vixOpenOfAMissingFileIsFileNotFound() throws {
         let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(

@@ -120,6 +120,45 @@ struct VMXTests {
         #expect((try? parse("firmware = \"efi\"\n", efi: true))?.efi == true)
     }
 
+    /// Mutated files (bytes dropped, flipped, duplicated; seeded, so a failure repeats) either
+    /// map or fail with code 4 or 1 and a message: never a crash, never another code.
+    @Test func survivesMutatedFiles() {
+        let seed = Array(
+            """
+            .encoding = "UTF-8"
+            displayName = "web |22x|22"
+            memsize = "64"
+            numvcpus = "2"
+            uuid.bios = "56 4d 2a 0e 3b 5c 1b 79-bb 27 85 a4 52 0b 6f 72"
+            scsi0.present = "TRUE"
+            scsi0:0.present = "TRUE"
+            scsi0:0.fileName = "d.vmdk"
+            ethernet0.present = "TRUE"
+            ethernet0.generatedAddress = "00:0c:29:0b:6f:72"
+
+            """.utf8)
+        var generator = SystemRandomNumberGenerator.Seeded(seed: 0x564D_5831)
+        for _ in 0..<3000 {
+            var bytes = seed
+            for _ in 0..<Int.random(in: 1...6, using: &generator) {
+                let index = Int.random(in: 0..<bytes.count, using: &generator)
+                switch Int.random(in: 0..<3, using: &generator) {
+                case 0: bytes.remove(at: index)
+                case 1: bytes[index] = UInt8.random(in: 0...255, using: &generator)
+                default: bytes.insert(bytes[index], at: index)
+                }
+                if bytes.isEmpty { bytes = seed }
+            }
+            do {
+                _ = try VMXMachine(
+                    VMXFile(parsing: Data(bytes), origin: "f.vmx"), path: "/vms/f.vmx", efiFirmwareInstalled: false)
+            } catch {
+                #expect(error.code == .invalidParameter || error.code == .notSupported, "\(error)")
+                #expect(!error.message.isEmpty)
+            }
+        }
+    }
+
     @Test func writesUUIDsAsVMwareDoes() {
         let uuid = UUID()
         #expect(VMXMachine.uuid(vmware: VMXMachine.vmwareUUID(uuid)) == uuid)
@@ -213,6 +252,21 @@ struct CIMSettingDataTests {
             } catch {
                 #expect(error.code == code, "\(text): \(error)")
             }
+        }
+    }
+}
+
+extension SystemRandomNumberGenerator {
+    /// A small seeded generator (SplitMix64), so a mutation that fails repeats.
+    struct Seeded: RandomNumberGenerator {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
         }
     }
 }
