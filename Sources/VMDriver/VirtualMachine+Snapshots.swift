@@ -138,15 +138,31 @@ extension VirtualMachine {
             guard disk.attributes["snapshot"] == "external", let overlay = disk.child("source")?.attributes["file"] else {
                 return nil
             }
-            let image = host.storage.inspect(overlay)
+            let frozen = frozenImage(of: disk.attributes["name"] ?? "", in: root, storage: host.storage)
             return SnapshotInfo.Disk(
-                target: disk.attributes["name"] ?? "", frozenImage: image.chain?.first?.path,
-                frozenFormat: image.chain?.first?.format, overlay: overlay)
+                target: disk.attributes["name"] ?? "", frozenImage: frozen?.path, frozenFormat: frozen?.format, overlay: overlay)
         }
         let created = root.child("creationTime").flatMap { TimeInterval($0.trimmedText) }.map { Date(timeIntervalSince1970: $0) }
         let name = try root.child("name")?.trimmedText ?? snapshot.name()
         return SnapshotInfo(
             name: name, creationTime: created,
             vmState: root.child("state")?.trimmedText, disks: disks, isCurrent: (try? snapshot.isCurrent()) ?? false)
+    }
+
+    /// The image a snapshot froze for `target`: the disk's source in the definition the snapshot
+    /// kept (the overlay it made may be gone since, discarded by an earlier revert), else the
+    /// overlay's backing image.
+    static func frozenImage(of target: String, in snapshot: XMLTree, storage: any HostStorage) -> (path: String, format: String)?
+    {
+        let kept = snapshot.child("domain")?.child("devices")?.children("disk").first {
+            $0.child("target")?.attributes["dev"] == target
+        }
+        if let path = kept?.child("source")?.attributes["file"] {
+            return (path, kept?.child("driver")?.attributes["type"] ?? storage.inspect(path).format ?? "raw")
+        }
+        let overlay = snapshot.child("disks")?.children("disk").first { $0.attributes["name"] == target }?.child("source")?
+            .attributes["file"]
+        guard let overlay, let base = storage.inspect(overlay).chain?.first else { return nil }
+        return (base.path, base.format ?? storage.inspect(base.path).format ?? "raw")
     }
 }

@@ -127,7 +127,7 @@ struct Delete: AsyncParsableCommand {
 struct Snapshot: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Disk-only snapshots, the frozen images linked clones rest on.",
-        subcommands: [Create.self, List.self, Delete.self])
+        subcommands: [Create.self, List.self, Revert.self, Delete.self])
 
     @ParentCommand var root: VMCtl
 
@@ -156,6 +156,37 @@ struct Snapshot: AsyncParsableCommand {
             try await parent.root.connection.withHost { host async throws(VMDriverError) in
                 let list = try await host.open(target.vm).snapshots()
                 if output.json { print(Render.json(list)) } else { list.forEach { print(Render.snapshot($0)) } }
+            }
+        }
+    }
+
+    struct Revert: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Take a shut-off VM back to a snapshot (what it wrote since is discarded).",
+            discussion: """
+                Each disk the snapshot froze gets a new empty overlay on the image it froze; the overlays \
+                the VM wrote to since are deleted once its definition points at the new ones (not those \
+                another snapshot froze or another VM uses). The VM stays shut off: the snapshot holds its \
+                disks, not its memory. A running VM is refused with code 5.
+                """)
+        @ParentCommand var parent: Snapshot
+        @OptionGroup var target: VMArgument
+        @Argument(help: "The snapshot's name.") var name: String
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            try await parent.root.connection.withHost { host async throws(VMDriverError) in
+                let reverted = try await host.open(target.vm).revert(toSnapshot: name)
+                if output.json {
+                    print(Render.json(reverted))
+                    return
+                }
+                print("Reverted '\(target.vm)' to snapshot '\(name)'; it is shut off.")
+                for disk in reverted.snapshot.disks {
+                    print("  \(disk.target): new overlay \(disk.overlay) on \(disk.frozenImage ?? "?")")
+                }
+                for file in reverted.discarded { print("  discarded \(file)") }
+                for file in reverted.leftOver { print("  left \(file)") }
             }
         }
     }
