@@ -50,6 +50,7 @@ cleanup() {
     grep -E -A3 '✘|recorded an issue' "$test_log" | grep -v 'known issue' | cut -c1-400 | tail -60 || true
   fi
   rm -f "$test_log"
+  [ -z "${c_api_prefix:-}" ] || rm -rf "$c_api_prefix"
   exit "$status"
 }
 trap cleanup EXIT
@@ -80,6 +81,13 @@ log "building"
 swift build --build-tests "${build_flags[@]}"
 # The C API's library (CAPITests build C programs against it); --build-tests leaves it out.
 swift build --product vmdriver "${build_flags[@]}"
+# What a user installs (README, "Using VMDriver from C"): the release library, its headers and
+# vmdriver.pc, for the test that checks what a release build exports. Built here, not by the
+# test: `swift test` holds .build's lock, so a build it started would wait for ever.
+c_api_prefix=$(mktemp -d /tmp/vmdriver-c-api.XXXXXX)
+log "installing the C API (release) under $c_api_prefix"
+bash scripts/install-c-api.sh "$c_api_prefix"
+export VMDRIVER_C_API_PREFIX="$c_api_prefix"
 log "running tests"
 # One test at a time: the integration tests boot TCG guests on 2 cores, and a guest listed by
 # one test must not be a guest another test is booting.

@@ -64,7 +64,7 @@ private func request(
 }
 
 @_cdecl("CIM_Connect")
-func CIM_Connect(_ uri: UnsafePointer<CChar>?, _ service: UnsafeMutablePointer<OpaquePointer?>?) -> UInt32 {
+public func CIM_Connect(_ uri: UnsafePointer<CChar>?, _ service: UnsafeMutablePointer<OpaquePointer?>?) -> UInt32 {
     let target = text(uri) ?? "qemu:///system"
     switch blockingCall({ () async throws(VMDriverError) in try await Host.connect(target) }) {
     case .success(let host):
@@ -75,7 +75,7 @@ func CIM_Connect(_ uri: UnsafePointer<CChar>?, _ service: UnsafeMutablePointer<O
 }
 
 @_cdecl("CIM_MigrateVirtualSystemToHost")
-func CIM_MigrateVirtualSystemToHost(
+public func CIM_MigrateVirtualSystemToHost(
     _ service: OpaquePointer?, _ computerSystem: UnsafePointer<CChar>?, _ destinationHost: UnsafePointer<CChar>?,
     _ migrationSettingData: UnsafePointer<CChar>?, _ newSystemSettingData: UnsafePointer<CChar>?,
     _ newResourceSettingData: UnsafePointer<UnsafePointer<CChar>?>?, _ count: Int, _ job: UnsafeMutablePointer<OpaquePointer?>?
@@ -106,7 +106,7 @@ func CIM_MigrateVirtualSystemToHost(
 }
 
 @_cdecl("CIM_CheckVirtualSystemIsMigratableToHost")
-func CIM_CheckVirtualSystemIsMigratableToHost(
+public func CIM_CheckVirtualSystemIsMigratableToHost(
     _ service: OpaquePointer?, _ computerSystem: UnsafePointer<CChar>?, _ destinationHost: UnsafePointer<CChar>?,
     _ migrationSettingData: UnsafePointer<CChar>?, _ newSystemSettingData: UnsafePointer<CChar>?,
     _ newResourceSettingData: UnsafePointer<UnsafePointer<CChar>?>?, _ count: Int, _ isMigratable: UnsafeMutablePointer<Bool>?
@@ -132,7 +132,9 @@ func CIM_CheckVirtualSystemIsMigratableToHost(
 }
 
 @_cdecl("CIM_GetMigrationCapabilities")
-func CIM_GetMigrationCapabilities(_ service: OpaquePointer?, _ instance: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?)
+public func CIM_GetMigrationCapabilities(
+    _ service: OpaquePointer?, _ instance: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+)
     -> UInt32
 {
     do throws(VMDriverError) {
@@ -157,7 +159,7 @@ func CIM_GetMigrationCapabilities(_ service: OpaquePointer?, _ instance: UnsafeM
 }
 
 @_cdecl("CIM_ConcreteJob_GetState")
-func CIM_ConcreteJob_GetState(
+public func CIM_ConcreteJob_GetState(
     _ job: OpaquePointer?, _ state: UnsafeMutablePointer<UInt16>?, _ percent: UnsafeMutablePointer<UInt16>?,
     _ errorCode: UnsafeMutablePointer<UInt16>?
 ) -> UInt32 {
@@ -182,7 +184,7 @@ private func cimState(_ job: APIJob) -> (UInt16, UInt16) {
 }
 
 @_cdecl("CIM_ConcreteJob_GetErrorDescription")
-func CIM_ConcreteJob_GetErrorDescription(_ job: OpaquePointer?) -> UnsafePointer<CChar>? {
+public func CIM_ConcreteJob_GetErrorDescription(_ job: OpaquePointer?) -> UnsafePointer<CChar>? {
     guard let object = Handles.shared.get(handle(job), as: APIJob.self), case .failure(let error)? = object.current else {
         return nil
     }
@@ -190,7 +192,7 @@ func CIM_ConcreteJob_GetErrorDescription(_ job: OpaquePointer?) -> UnsafePointer
 }
 
 @_cdecl("CIM_ConcreteJob_Wait")
-func CIM_ConcreteJob_Wait(_ job: OpaquePointer?, _ timeout: UInt32) -> UInt32 {
+public func CIM_ConcreteJob_Wait(_ job: OpaquePointer?, _ timeout: UInt32) -> UInt32 {
     guard let object = Handles.shared.get(handle(job), as: APIJob.self) else {
         return fail(VMDriverError(.invalidParameter, "the job handle is not one CIM_MigrateVirtualSystemToHost returned"))
     }
@@ -202,7 +204,7 @@ func CIM_ConcreteJob_Wait(_ job: OpaquePointer?, _ timeout: UInt32) -> UInt32 {
 }
 
 @_cdecl("CIM_ConcreteJob_RequestStateChange")
-func CIM_ConcreteJob_RequestStateChange(_ job: OpaquePointer?, _ requested: UInt16) -> UInt32 {
+public func CIM_ConcreteJob_RequestStateChange(_ job: OpaquePointer?, _ requested: UInt16) -> UInt32 {
     guard let object = Handles.shared.get(handle(job), as: APIJob.self) else {
         return fail(VMDriverError(.invalidParameter, "the job handle is not one CIM_MigrateVirtualSystemToHost returned"))
     }
@@ -225,13 +227,13 @@ func CIM_ConcreteJob_RequestStateChange(_ job: OpaquePointer?, _ requested: UInt
 }
 
 @_cdecl("CIM_Release")
-func CIM_Release(_ handle: OpaquePointer?) {
+public func CIM_Release(_ handle: OpaquePointer?) {
     // The connection closes with its last reference (a running job holds one).
     let value = Int32(truncatingIfNeeded: Int(bitPattern: UnsafeRawPointer(handle)))
     if value != 0 { Handles.shared.release(value) }
 }
 
 @_cdecl("CIM_GetLastErrorDescription")
-func CIM_GetLastErrorDescription() -> UnsafePointer<CChar>? {
+public func CIM_GetLastErrorDescription() -> UnsafePointer<CChar>? {
     pthread_getspecific(lastErrorKey).map { UnsafePointer($0.assumingMemoryBound(to: CChar.self)) }
 }

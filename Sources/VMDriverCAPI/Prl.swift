@@ -5,7 +5,7 @@ import VMDriver
 // The Parallels (Virtuozzo) SDK's C entry points over VMDriver (PrlApi.h). A PRL_HANDLE is the
 // handle table's integer carried in a pointer, as the SDK's own handles are opaque pointers.
 
-typealias PRLHandle = UnsafeMutablePointer<Int32>?
+public typealias PRLHandle = UnsafeMutablePointer<Int32>?
 
 enum Prl {
     static let success: Int32 = 0
@@ -128,48 +128,48 @@ final class PrlVMInfoObject: HandleObject {
 // MARK: - API and handles
 
 @_cdecl("PrlApi_InitEx")
-func PrlApi_InitEx(_ version: UInt32, _ mode: UInt32, _ flags: UInt32, _ reserved: UInt32) -> Int32 {
+public func PrlApi_InitEx(_ version: UInt32, _ mode: UInt32, _ flags: UInt32, _ reserved: UInt32) -> Int32 {
     Prl.initialized.store(true, ordering: .sequentiallyConsistent)
     return Prl.success
 }
 
 @_cdecl("PrlApi_Init")
-func PrlApi_Init(_ version: UInt32) -> Int32 { PrlApi_InitEx(version, 0, 0, 0) }
+public func PrlApi_Init(_ version: UInt32) -> Int32 { PrlApi_InitEx(version, 0, 0, 0) }
 
 @_cdecl("PrlApi_Deinit")
-func PrlApi_Deinit() -> Int32 {
+public func PrlApi_Deinit() -> Int32 {
     Prl.initialized.store(false, ordering: .sequentiallyConsistent)
     return Prl.success
 }
 
 @_cdecl("PrlApi_GetVersion")
-func PrlApi_GetVersion(_ version: UnsafeMutablePointer<UInt32>?) -> Int32 {
+public func PrlApi_GetVersion(_ version: UnsafeMutablePointer<UInt32>?) -> Int32 {
     version?.pointee = 7 << 16
     return Prl.success
 }
 
 @_cdecl("SdkWrap_Load")
-func SdkWrap_Load(_ name: UnsafePointer<CChar>?) -> Int32 { Prl.success }
+public func SdkWrap_Load(_ name: UnsafePointer<CChar>?) -> Int32 { Prl.success }
 
 @_cdecl("SdkWrap_Unload")
-func SdkWrap_Unload() -> Int32 { Prl.success }
+public func SdkWrap_Unload() -> Int32 { Prl.success }
 
 @_cdecl("SdkWrap_IsLoaded")
-func SdkWrap_IsLoaded() -> UInt32 { 1 }
+public func SdkWrap_IsLoaded() -> UInt32 { 1 }
 
 @_cdecl("PrlHandle_Free")
-func PrlHandle_Free(_ handle: PRLHandle) -> Int32 {
+public func PrlHandle_Free(_ handle: PRLHandle) -> Int32 {
     Handles.shared.release(Prl.handle(handle)) ? Prl.success : Prl.invalidHandle
 }
 
 @_cdecl("PrlHandle_AddRef")
-func PrlHandle_AddRef(_ handle: PRLHandle) -> Int32 {
+public func PrlHandle_AddRef(_ handle: PRLHandle) -> Int32 {
     Handles.shared.retain(Prl.handle(handle))
     return Prl.success
 }
 
 @_cdecl("PrlHandle_GetType")
-func PrlHandle_GetType(_ handle: PRLHandle, _ type: UnsafeMutablePointer<UInt32>?) -> Int32 {
+public func PrlHandle_GetType(_ handle: PRLHandle, _ type: UnsafeMutablePointer<UInt32>?) -> Int32 {
     let value = Prl.handle(handle)
     let kind: UInt32? =
         if Handles.shared.get(value, as: PrlServerObject.self) != nil {
@@ -187,7 +187,7 @@ func PrlHandle_GetType(_ handle: PRLHandle, _ type: UnsafeMutablePointer<UInt32>
 }
 
 @_cdecl("PrlDbg_PrlResultToString")
-func PrlDbg_PrlResultToString(_ value: Int32, _ result: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
+public func PrlDbg_PrlResultToString(_ value: Int32, _ result: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32 {
     let pointer = Prl.nameCache.withLock { cache in
         if let known = cache[value] { return known }
         let made = UnsafePointer(strdup(Prl.names(value))!)
@@ -203,14 +203,14 @@ func PrlDbg_PrlResultToString(_ value: Int32, _ result: UnsafeMutablePointer<Uns
 private func job(_ handle: PRLHandle) -> APIJob? { Handles.shared.get(Prl.handle(handle), as: APIJob.self) }
 
 @_cdecl("PrlJob_Wait")
-func PrlJob_Wait(_ handle: PRLHandle, _ milliseconds: UInt32) -> Int32 {
+public func PrlJob_Wait(_ handle: PRLHandle, _ milliseconds: UInt32) -> Int32 {
     guard let job = job(handle) else { return Prl.invalidHandle }
     guard job.wait(timeout: .milliseconds(Int64(milliseconds))) != nil else { return Prl.timeout }
     return Prl.success
 }
 
 @_cdecl("PrlJob_GetRetCode")
-func PrlJob_GetRetCode(_ handle: PRLHandle, _ code: UnsafeMutablePointer<Int32>?) -> Int32 {
+public func PrlJob_GetRetCode(_ handle: PRLHandle, _ code: UnsafeMutablePointer<Int32>?) -> Int32 {
     guard let job = job(handle) else { return Prl.invalidHandle }
     guard let value = Prl.retCode(job) else { return Prl.timeout }
     code?.pointee = value
@@ -218,21 +218,21 @@ func PrlJob_GetRetCode(_ handle: PRLHandle, _ code: UnsafeMutablePointer<Int32>?
 }
 
 @_cdecl("PrlJob_GetStatus")
-func PrlJob_GetStatus(_ handle: PRLHandle, _ status: UnsafeMutablePointer<UInt32>?) -> Int32 {
+public func PrlJob_GetStatus(_ handle: PRLHandle, _ status: UnsafeMutablePointer<UInt32>?) -> Int32 {
     guard let job = job(handle) else { return Prl.invalidHandle }
     status?.pointee = job.current == nil ? 0xD000_0001 : 0xD000_0002
     return Prl.success
 }
 
 @_cdecl("PrlJob_GetProgress")
-func PrlJob_GetProgress(_ handle: PRLHandle, _ percentage: UnsafeMutablePointer<UInt32>?) -> Int32 {
+public func PrlJob_GetProgress(_ handle: PRLHandle, _ percentage: UnsafeMutablePointer<UInt32>?) -> Int32 {
     guard let job = job(handle) else { return Prl.invalidHandle }
     percentage?.pointee = UInt32(job.progress)
     return Prl.success
 }
 
 @_cdecl("PrlJob_GetResult")
-func PrlJob_GetResult(_ handle: PRLHandle, _ result: UnsafeMutablePointer<PRLHandle>?) -> Int32 {
+public func PrlJob_GetResult(_ handle: PRLHandle, _ result: UnsafeMutablePointer<PRLHandle>?) -> Int32 {
     guard let job = job(handle) else { return Prl.invalidHandle }
     switch job.current {
     case nil: return Prl.timeout
@@ -251,7 +251,7 @@ func PrlJob_GetResult(_ handle: PRLHandle, _ result: UnsafeMutablePointer<PRLHan
 
 /// Cancels the job; the returned job ends once the cancelled one has (rolled back).
 @_cdecl("PrlJob_Cancel")
-func PrlJob_Cancel(_ handle: PRLHandle) -> PRLHandle {
+public func PrlJob_Cancel(_ handle: PRLHandle) -> PRLHandle {
     guard let target = job(handle) else { return Prl.refused(Prl.invalidHandle, "not a job handle") }
     return Prl.start { _ throws(VMDriverError) in
         target.cancel()
@@ -265,14 +265,14 @@ private func resultObject(_ handle: PRLHandle) -> PrlResultObject? {
 }
 
 @_cdecl("PrlResult_GetParamsCount")
-func PrlResult_GetParamsCount(_ handle: PRLHandle, _ count: UnsafeMutablePointer<UInt32>?) -> Int32 {
+public func PrlResult_GetParamsCount(_ handle: PRLHandle, _ count: UnsafeMutablePointer<UInt32>?) -> Int32 {
     guard let result = resultObject(handle) else { return Prl.invalidHandle }
     count?.pointee = UInt32(result.handles.count)
     return Prl.success
 }
 
 @_cdecl("PrlResult_GetParamByIndex")
-func PrlResult_GetParamByIndex(_ handle: PRLHandle, _ index: UInt32, _ param: UnsafeMutablePointer<PRLHandle>?) -> Int32 {
+public func PrlResult_GetParamByIndex(_ handle: PRLHandle, _ index: UInt32, _ param: UnsafeMutablePointer<PRLHandle>?) -> Int32 {
     guard let result = resultObject(handle) else { return Prl.invalidHandle }
     guard Int(index) < result.handles.count else { return Prl.invalidArgument }
     let item = result.handles[Int(index)]
@@ -282,7 +282,7 @@ func PrlResult_GetParamByIndex(_ handle: PRLHandle, _ index: UInt32, _ param: Un
 }
 
 @_cdecl("PrlResult_GetParam")
-func PrlResult_GetParam(_ handle: PRLHandle, _ param: UnsafeMutablePointer<PRLHandle>?) -> Int32 {
+public func PrlResult_GetParam(_ handle: PRLHandle, _ param: UnsafeMutablePointer<PRLHandle>?) -> Int32 {
     guard let result = resultObject(handle) else { return Prl.invalidHandle }
     guard !result.handles.isEmpty else { return Prl.noData }
     return PrlResult_GetParamByIndex(handle, 0, param)
@@ -291,7 +291,7 @@ func PrlResult_GetParam(_ handle: PRLHandle, _ param: UnsafeMutablePointer<PRLHa
 // MARK: - Server
 
 @_cdecl("PrlSrv_Create")
-func PrlSrv_Create(_ handle: UnsafeMutablePointer<PRLHandle>?) -> Int32 {
+public func PrlSrv_Create(_ handle: UnsafeMutablePointer<PRLHandle>?) -> Int32 {
     guard Prl.initialized.load(ordering: .sequentiallyConsistent) else { return Prl.notInitialized }
     handle?.pointee = Prl.pointer(Handles.shared.add(PrlServerObject()))
     return Prl.success
@@ -316,7 +316,9 @@ private func prlLogin(
 }
 
 @_cdecl("PrlSrv_LoginLocal")
-func PrlSrv_LoginLocal(_ server: PRLHandle, _ session: UnsafePointer<CChar>?, _ port: UInt32, _ security: UInt32) -> PRLHandle {
+public func PrlSrv_LoginLocal(_ server: PRLHandle, _ session: UnsafePointer<CChar>?, _ port: UInt32, _ security: UInt32)
+    -> PRLHandle
+{
     // The local host's own socket: every security level is met.
     prlLogin(server, uri: { "qemu:///system" }, credentials: nil)
 }
@@ -324,7 +326,7 @@ func PrlSrv_LoginLocal(_ server: PRLHandle, _ session: UnsafePointer<CChar>?, _ 
 /// PrlSrv_Login: a host name (with port_cmd, libvirtd's port) is reached over TCP for
 /// PSL_LOW_SECURITY and over TLS for normal and high; a libvirt URI is used as it is.
 @_cdecl("PrlSrv_Login")
-func PrlSrv_Login(
+public func PrlSrv_Login(
     _ server: PRLHandle, _ host: UnsafePointer<CChar>?, _ user: UnsafePointer<CChar>?, _ password: UnsafePointer<CChar>?,
     _ session: UnsafePointer<CChar>?, _ port: UInt32, _ timeout: UInt32, _ security: UInt32
 ) -> PRLHandle {
@@ -345,7 +347,7 @@ func PrlSrv_Login(
 }
 
 @_cdecl("PrlSrv_Logoff")
-func PrlSrv_Logoff(_ server: PRLHandle) -> PRLHandle {
+public func PrlSrv_Logoff(_ server: PRLHandle) -> PRLHandle {
     guard let object = Handles.shared.get(Prl.handle(server), as: PrlServerObject.self) else {
         return Prl.refused(Prl.invalidHandle, "not a server handle")
     }
@@ -358,7 +360,7 @@ func PrlSrv_Logoff(_ server: PRLHandle) -> PRLHandle {
 }
 
 @_cdecl("PrlSrv_GetVmList")
-func PrlSrv_GetVmList(_ server: PRLHandle) -> PRLHandle {
+public func PrlSrv_GetVmList(_ server: PRLHandle) -> PRLHandle {
     guard let host = Handles.shared.get(Prl.handle(server), as: PrlServerObject.self)?.host else {
         return Prl.refused(Prl.invalidHandle, "not a server handle that is logged in")
     }
@@ -393,7 +395,7 @@ private func copyOut(_ text: String, _ buffer: UnsafeMutablePointer<CChar>?, _ l
 }
 
 @_cdecl("PrlVm_GetConfig")
-func PrlVm_GetConfig(_ handle: PRLHandle, _ config: UnsafeMutablePointer<PRLHandle>?) -> Int32 {
+public func PrlVm_GetConfig(_ handle: PRLHandle, _ config: UnsafeMutablePointer<PRLHandle>?) -> Int32 {
     // A VM handle is its own configuration handle (PHT_VM_CONFIGURATION = PHT_VIRTUAL_MACHINE).
     guard vm(handle) != nil else { return Prl.invalidHandle }
     Handles.shared.retain(Prl.handle(handle))
@@ -402,7 +404,7 @@ func PrlVm_GetConfig(_ handle: PRLHandle, _ config: UnsafeMutablePointer<PRLHand
 }
 
 @_cdecl("PrlVmCfg_GetName")
-func PrlVmCfg_GetName(_ handle: PRLHandle, _ buffer: UnsafeMutablePointer<CChar>?, _ length: UnsafeMutablePointer<UInt32>?)
+public func PrlVmCfg_GetName(_ handle: PRLHandle, _ buffer: UnsafeMutablePointer<CChar>?, _ length: UnsafeMutablePointer<UInt32>?)
     -> Int32
 {
     guard let vm = vm(handle) else { return Prl.invalidHandle }
@@ -410,7 +412,7 @@ func PrlVmCfg_GetName(_ handle: PRLHandle, _ buffer: UnsafeMutablePointer<CChar>
 }
 
 @_cdecl("PrlVmCfg_GetUuid")
-func PrlVmCfg_GetUuid(_ handle: PRLHandle, _ buffer: UnsafeMutablePointer<CChar>?, _ length: UnsafeMutablePointer<UInt32>?)
+public func PrlVmCfg_GetUuid(_ handle: PRLHandle, _ buffer: UnsafeMutablePointer<CChar>?, _ length: UnsafeMutablePointer<UInt32>?)
     -> Int32
 {
     guard let vm = vm(handle) else { return Prl.invalidHandle }
@@ -419,7 +421,7 @@ func PrlVmCfg_GetUuid(_ handle: PRLHandle, _ buffer: UnsafeMutablePointer<CChar>
 }
 
 @_cdecl("PrlVm_GetState")
-func PrlVm_GetState(_ handle: PRLHandle) -> PRLHandle {
+public func PrlVm_GetState(_ handle: PRLHandle) -> PRLHandle {
     guard let vm = vm(handle) else { return Prl.refused(Prl.invalidHandle, "not a VM handle") }
     return Prl.start { _ throws(VMDriverError) in
         .handle(Handles.shared.add(PrlVMInfoObject(state: try await vm.state())))
@@ -427,7 +429,7 @@ func PrlVm_GetState(_ handle: PRLHandle) -> PRLHandle {
 }
 
 @_cdecl("PrlVmInfo_GetState")
-func PrlVmInfo_GetState(_ handle: PRLHandle, _ state: UnsafeMutablePointer<UInt32>?) -> Int32 {
+public func PrlVmInfo_GetState(_ handle: PRLHandle, _ state: UnsafeMutablePointer<UInt32>?) -> Int32 {
     guard let info = Handles.shared.get(Prl.handle(handle), as: PrlVMInfoObject.self) else { return Prl.invalidHandle }
     let value: UInt32 =
         switch info.state {
@@ -450,7 +452,7 @@ func PrlVmInfo_GetState(_ handle: PRLHandle, _ state: UnsafeMutablePointer<UInt3
 /// force_operation → force. Other flags (PVMT_DONT_RESUME_VM among them) are
 /// PRL_ERR_UNIMPLEMENTED with nothing moved.
 @_cdecl("PrlVm_MigrateEx")
-func PrlVm_MigrateEx(
+public func PrlVm_MigrateEx(
     _ handle: PRLHandle, _ targetHost: UnsafePointer<CChar>?, _ targetPort: UInt32, _ session: UnsafePointer<CChar>?,
     _ home: UnsafePointer<CChar>?, _ flags: UInt32, _ reserved: UInt32, _ force: UInt32
 ) -> PRLHandle {

@@ -5,9 +5,9 @@ import VMDriver
 // handle at once; the work runs on VMDriver's threads, `callbackProc` (if given) is called there
 // with VIX_EVENTTYPE_JOB_COMPLETED, and VixJob_Wait blocks until the end.
 
-typealias VixHandle = Int32
-typealias VixError = UInt64
-typealias VixEventProc = @convention(c) (Int32, Int32, Int32, UnsafeMutableRawPointer?) -> Void
+public typealias VixHandle = Int32
+public typealias VixError = UInt64
+public typealias VixEventProc = @convention(c) (Int32, Int32, Int32, UnsafeMutableRawPointer?) -> Void
 
 enum Vix {
     static let ok: VixError = 0
@@ -129,7 +129,7 @@ func vixFailure(_ vix: VixError, _ error: VMDriverError) -> VMDriverError {
 // MARK: - Host
 
 @_cdecl("VixHost_Connect")
-func VixHost_Connect(
+public func VixHost_Connect(
     _ apiVersion: Int32, _ hostType: Int32, _ hostName: UnsafePointer<CChar>?, _ hostPort: Int32,
     _ userName: UnsafePointer<CChar>?, _ password: UnsafePointer<CChar>?, _ options: Int32, _ propertyList: Int32,
     _ callback: VixEventProc?, _ clientData: UnsafeMutableRawPointer?
@@ -155,7 +155,7 @@ func VixHost_Connect(
 }
 
 @_cdecl("VixHost_Disconnect")
-func VixHost_Disconnect(_ hostHandle: VixHandle) {
+public func VixHost_Disconnect(_ hostHandle: VixHandle) {
     guard let object = Handles.shared.get(hostHandle, as: HostObject.self) else { return }
     Handles.shared.release(hostHandle)
     let done = DispatchSemaphore(value: 0)
@@ -184,7 +184,7 @@ private func openVM(_ hostHandle: VixHandle, _ path: String?) async throws(VMDri
 }
 
 @_cdecl("VixHost_RegisterVM")
-func VixHost_RegisterVM(
+public func VixHost_RegisterVM(
     _ hostHandle: VixHandle, _ vmxFilePath: UnsafePointer<CChar>?, _ callback: VixEventProc?,
     _ clientData: UnsafeMutableRawPointer?
 ) -> VixHandle {
@@ -196,7 +196,7 @@ func VixHost_RegisterVM(
 }
 
 @_cdecl("VixHost_UnregisterVM")
-func VixHost_UnregisterVM(
+public func VixHost_UnregisterVM(
     _ hostHandle: VixHandle, _ vmxFilePath: UnsafePointer<CChar>?, _ callback: VixEventProc?,
     _ clientData: UnsafeMutableRawPointer?
 ) -> VixHandle {
@@ -211,14 +211,14 @@ func VixHost_UnregisterVM(
 }
 
 @_cdecl("Vix_PumpEvents")
-func Vix_PumpEvents(_ hostHandle: VixHandle, _ options: Int32) {
+public func Vix_PumpEvents(_ hostHandle: VixHandle, _ options: Int32) {
     // Callbacks run on VMDriver's threads: there is nothing to pump.
 }
 
 // MARK: - VM
 
 @_cdecl("VixVM_Open")
-func VixVM_Open(
+public func VixVM_Open(
     _ hostHandle: VixHandle, _ vmxFilePathName: UnsafePointer<CChar>?, _ callback: VixEventProc?,
     _ clientData: UnsafeMutableRawPointer?
 ) -> VixHandle {
@@ -242,7 +242,7 @@ private func vmJob(
 }
 
 @_cdecl("VixVM_PowerOn")
-func VixVM_PowerOn(
+public func VixVM_PowerOn(
     _ vmHandle: VixHandle, _ options: Int32, _ propertyList: Int32, _ callback: VixEventProc?,
     _ clientData: UnsafeMutableRawPointer?
 ) -> VixHandle {
@@ -255,7 +255,7 @@ func VixVM_PowerOn(
 }
 
 @_cdecl("VixVM_PowerOff")
-func VixVM_PowerOff(
+public func VixVM_PowerOff(
     _ vmHandle: VixHandle, _ options: Int32, _ callback: VixEventProc?, _ clientData: UnsafeMutableRawPointer?
 ) -> VixHandle {
     vmJob(vmHandle, callback, clientData, state: Vix.vmNotRunning) { vm, job throws(VMDriverError) in
@@ -269,7 +269,7 @@ func VixVM_PowerOff(
 }
 
 @_cdecl("VixVM_Suspend")
-func VixVM_Suspend(
+public func VixVM_Suspend(
     _ vmHandle: VixHandle, _ options: Int32, _ callback: VixEventProc?, _ clientData: UnsafeMutableRawPointer?
 ) -> VixHandle {
     vmJob(vmHandle, callback, clientData, state: Vix.vmNotRunning) { vm, _ throws(VMDriverError) in
@@ -279,7 +279,7 @@ func VixVM_Suspend(
 }
 
 @_cdecl("VixVM_Pause")
-func VixVM_Pause(
+public func VixVM_Pause(
     _ vmHandle: VixHandle, _ options: Int32, _ propertyList: Int32, _ callback: VixEventProc?,
     _ clientData: UnsafeMutableRawPointer?
 ) -> VixHandle {
@@ -290,7 +290,7 @@ func VixVM_Pause(
 }
 
 @_cdecl("VixVM_Unpause")
-func VixVM_Unpause(
+public func VixVM_Unpause(
     _ vmHandle: VixHandle, _ options: Int32, _ propertyList: Int32, _ callback: VixEventProc?,
     _ clientData: UnsafeMutableRawPointer?
 ) -> VixHandle {
@@ -301,7 +301,7 @@ func VixVM_Unpause(
 }
 
 @_cdecl("VixVM_Delete")
-func VixVM_Delete(
+public func VixVM_Delete(
     _ vmHandle: VixHandle, _ options: Int32, _ callback: VixEventProc?, _ clientData: UnsafeMutableRawPointer?
 ) -> VixHandle {
     vmJob(vmHandle, callback, clientData, state: Vix.vmIsRunning) { vm, _ throws(VMDriverError) in
@@ -311,7 +311,7 @@ func VixVM_Delete(
 }
 
 @_cdecl("VixVM_Clone")
-func VixVM_Clone(
+public func VixVM_Clone(
     _ vmHandle: VixHandle, _ snapshotHandle: VixHandle, _ cloneType: Int32, _ destConfigPathName: UnsafePointer<CChar>?,
     _ options: Int32, _ propertyList: Int32, _ callback: VixEventProc?, _ clientData: UnsafeMutableRawPointer?
 ) -> VixHandle {
@@ -327,11 +327,7 @@ func VixVM_Clone(
         }
         var snapshot: String?
         if snapshotHandle != 0 {
-            guard let object = Handles.shared.get(snapshotHandle, as: SnapshotObject.self) else {
-                throw vixFailure(
-                    Vix.invalidHandle, VMDriverError(.invalidParameter, "\(snapshotHandle) is not a snapshot handle"))
-            }
-            snapshot = object.snapshot.name
+            snapshot = try snapshotName(snapshotHandle)
         }
         // The clone's name is the .vmx's, its disks go in the .vmx's folder (made if missing,
         // as VMware makes it), and opening that path later finds the clone.
@@ -415,7 +411,7 @@ private func vixCode(_ error: VMDriverError) -> VixError {
 private func roots(_ list: [SnapshotInfo]) -> [SnapshotInfo] { list.first.map { [$0] } ?? [] }
 
 @_cdecl("VixVM_GetNumRootSnapshots")
-func VixVM_GetNumRootSnapshots(_ vmHandle: VixHandle, _ result: UnsafeMutablePointer<Int32>?) -> VixError {
+public func VixVM_GetNumRootSnapshots(_ vmHandle: VixHandle, _ result: UnsafeMutablePointer<Int32>?) -> VixError {
     switch snapshots(vmHandle) {
     case .success(let (_, list)):
         result?.pointee = Int32(roots(list).count)
@@ -425,7 +421,7 @@ func VixVM_GetNumRootSnapshots(_ vmHandle: VixHandle, _ result: UnsafeMutablePoi
 }
 
 @_cdecl("VixVM_GetRootSnapshot")
-func VixVM_GetRootSnapshot(_ vmHandle: VixHandle, _ index: Int32, _ snapshot: UnsafeMutablePointer<Int32>?) -> VixError {
+public func VixVM_GetRootSnapshot(_ vmHandle: VixHandle, _ index: Int32, _ snapshot: UnsafeMutablePointer<Int32>?) -> VixError {
     switch snapshots(vmHandle) {
     case .success(let (vm, list)):
         let roots = roots(list)
@@ -437,7 +433,7 @@ func VixVM_GetRootSnapshot(_ vmHandle: VixHandle, _ index: Int32, _ snapshot: Un
 }
 
 @_cdecl("VixVM_GetCurrentSnapshot")
-func VixVM_GetCurrentSnapshot(_ vmHandle: VixHandle, _ snapshot: UnsafeMutablePointer<Int32>?) -> VixError {
+public func VixVM_GetCurrentSnapshot(_ vmHandle: VixHandle, _ snapshot: UnsafeMutablePointer<Int32>?) -> VixError {
     switch snapshots(vmHandle) {
     case .success(let (vm, list)):
         guard let current = list.first(where: \.isCurrent) ?? list.last else { return Vix.snapshotNotFound }
@@ -448,7 +444,7 @@ func VixVM_GetCurrentSnapshot(_ vmHandle: VixHandle, _ snapshot: UnsafeMutablePo
 }
 
 @_cdecl("VixVM_GetNamedSnapshot")
-func VixVM_GetNamedSnapshot(
+public func VixVM_GetNamedSnapshot(
     _ vmHandle: VixHandle, _ name: UnsafePointer<CChar>?, _ snapshot: UnsafeMutablePointer<Int32>?
 ) -> VixError {
     guard let name = text(name) else { return Vix.invalidArgument }
@@ -464,7 +460,7 @@ func VixVM_GetNamedSnapshot(
 }
 
 @_cdecl("VixVM_CreateSnapshot")
-func VixVM_CreateSnapshot(
+public func VixVM_CreateSnapshot(
     _ vmHandle: VixHandle, _ name: UnsafePointer<CChar>?, _ description: UnsafePointer<CChar>?, _ options: Int32,
     _ propertyList: Int32, _ callback: VixEventProc?, _ clientData: UnsafeMutableRawPointer?
 ) -> VixHandle {
@@ -487,63 +483,67 @@ func VixVM_CreateSnapshot(
 }
 
 @_cdecl("VixVM_RemoveSnapshot")
-func VixVM_RemoveSnapshot(
+public func VixVM_RemoveSnapshot(
     _ vmHandle: VixHandle, _ snapshotHandle: VixHandle, _ options: Int32, _ callback: VixEventProc?,
     _ clientData: UnsafeMutableRawPointer?
 ) -> VixHandle {
     vmJob(vmHandle, callback, clientData, state: Vix.vmIsRunning) { vm, _ throws(VMDriverError) in
-        guard let snapshot = Handles.shared.get(snapshotHandle, as: SnapshotObject.self) else {
-            throw vixFailure(Vix.invalidHandle, VMDriverError(.invalidParameter, "\(snapshotHandle) is not a snapshot handle"))
-        }
-        try await vm.deleteSnapshot(name: snapshot.snapshot.name)
+        try await vm.deleteSnapshot(name: try snapshotName(snapshotHandle))
         return .none
     }
 }
 
 @_cdecl("VixVM_RevertToSnapshot")
-func VixVM_RevertToSnapshot(
+public func VixVM_RevertToSnapshot(
     _ vmHandle: VixHandle, _ snapshotHandle: VixHandle, _ options: Int32, _ propertyList: Int32,
     _ callback: VixEventProc?, _ clientData: UnsafeMutableRawPointer?
 ) -> VixHandle {
     vmJob(vmHandle, callback, clientData, state: Vix.vmIsRunning) { vm, _ throws(VMDriverError) in
-        throw vixFailure(
-            Vix.notSupported,
-            VMDriverError(
-                .notSupported,
-                "reverting \(vm.name) to a snapshot is not supported yet: libvirt 9.0 cannot revert external snapshots"))
+        // A disk-only snapshot has no memory: the VM stays off after the revert, whatever the
+        // options say about powering on.
+        _ = try await vm.revert(toSnapshot: try snapshotName(snapshotHandle))
+        return .none
     }
+}
+
+/// The name of the snapshot a handle holds; VIX_E_INVALID_HANDLE for any other handle.
+private func snapshotName(_ handle: VixHandle) throws(VMDriverError) -> String {
+    guard let object = Handles.shared.get(handle, as: SnapshotObject.self) else {
+        throw vixFailure(Vix.invalidHandle, VMDriverError(.invalidParameter, "\(handle) is not a snapshot handle"))
+    }
+    return object.snapshot.name
 }
 
 // MARK: - Jobs, properties, handles
 
 @_cdecl("vmdriver_vix_job_wait")
-func vmdriver_vix_job_wait(_ jobHandle: VixHandle) -> VixError {
+public func vmdriver_vix_job_wait(_ jobHandle: VixHandle) -> VixError {
     guard let job = Handles.shared.get(jobHandle, as: APIJob.self) else { return Vix.invalidHandle }
     _ = job.wait()
     return job.vixError
 }
 
 @_cdecl("VixJob_CheckCompletion")
-func VixJob_CheckCompletion(_ jobHandle: VixHandle, _ complete: UnsafeMutablePointer<CChar>?) -> VixError {
+public func VixJob_CheckCompletion(_ jobHandle: VixHandle, _ complete: UnsafeMutablePointer<CChar>?) -> VixError {
     guard let job = Handles.shared.get(jobHandle, as: APIJob.self) else { return Vix.invalidHandle }
     complete?.pointee = job.current == nil ? 0 : 1
     return Vix.ok
 }
 
 @_cdecl("VixJob_GetError")
-func VixJob_GetError(_ jobHandle: VixHandle) -> VixError {
+public func VixJob_GetError(_ jobHandle: VixHandle) -> VixError {
     guard let job = Handles.shared.get(jobHandle, as: APIJob.self) else { return Vix.invalidHandle }
     return job.vixError
 }
 
 @_cdecl("vmdriver_vix_job_property")
-func vmdriver_vix_job_property(_ jobHandle: VixHandle, _ property: Int32, _ out: UnsafeMutableRawPointer?) -> VixError {
+public func vmdriver_vix_job_property(_ jobHandle: VixHandle, _ property: Int32, _ out: UnsafeMutableRawPointer?) -> VixError {
     vmdriver_vix_property(jobHandle, property, out)
 }
 
 /// Writes one property of any handle to `out`, typed as VIX types it.
 @_cdecl("vmdriver_vix_property")
-func vmdriver_vix_property(_ handle: VixHandle, _ property: Int32, _ out: UnsafeMutableRawPointer?) -> VixError {
+public func vmdriver_vix_property(_ handle: VixHandle, _ property: Int32, _ out: UnsafeMutableRawPointer?) -> VixError {
     guard let out else { return Vix.invalidArgument }
     if let job = Handles.shared.get(handle, as: APIJob.self) {
         switch property {
@@ -616,7 +616,7 @@ func vmdriver_vix_property(_ handle: VixHandle, _ property: Int32, _ out: Unsafe
 }
 
 @_cdecl("Vix_GetPropertyType")
-func Vix_GetPropertyType(_ handle: VixHandle, _ property: Int32, _ type: UnsafeMutablePointer<Int32>?) -> VixError {
+public func Vix_GetPropertyType(_ handle: VixHandle, _ property: Int32, _ type: UnsafeMutablePointer<Int32>?) -> VixError {
     let kind: Int32? =
         switch property {
         case 50, 51, 101, 106, 129, 152, 4205: 1  // integer
@@ -632,16 +632,16 @@ func Vix_GetPropertyType(_ handle: VixHandle, _ property: Int32, _ type: UnsafeM
 }
 
 @_cdecl("Vix_ReleaseHandle")
-func Vix_ReleaseHandle(_ handle: VixHandle) {
+public func Vix_ReleaseHandle(_ handle: VixHandle) {
     guard handle != 0 else { return }
     Handles.shared.release(handle)
 }
 
 @_cdecl("Vix_AddRefHandle")
-func Vix_AddRefHandle(_ handle: VixHandle) { Handles.shared.retain(handle) }
+public func Vix_AddRefHandle(_ handle: VixHandle) { Handles.shared.retain(handle) }
 
 @_cdecl("Vix_GetHandleType")
-func Vix_GetHandleType(_ handle: VixHandle) -> Int32 {
+public func Vix_GetHandleType(_ handle: VixHandle) -> Int32 {
     if Handles.shared.get(handle, as: HostObject.self) != nil { return Vix.handleTypeHost }
     if Handles.shared.get(handle, as: VMObject.self) != nil { return Vix.handleTypeVM }
     if Handles.shared.get(handle, as: APIJob.self) != nil { return Vix.handleTypeJob }
@@ -650,10 +650,10 @@ func Vix_GetHandleType(_ handle: VixHandle) -> Int32 {
 }
 
 @_cdecl("Vix_FreeBuffer")
-func Vix_FreeBuffer(_ pointer: UnsafeMutableRawPointer?) { free(pointer) }
+public func Vix_FreeBuffer(_ pointer: UnsafeMutableRawPointer?) { free(pointer) }
 
 @_cdecl("Vix_GetErrorText")
-func Vix_GetErrorText(_ error: VixError, _ locale: UnsafePointer<CChar>?) -> UnsafePointer<CChar>? {
+public func Vix_GetErrorText(_ error: VixError, _ locale: UnsafePointer<CChar>?) -> UnsafePointer<CChar>? {
     VixErrorText.text(for: error & 0xFFFF)
 }
 

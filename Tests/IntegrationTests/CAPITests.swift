@@ -31,6 +31,9 @@ struct CAPITests {
         return binary
     }
 
+    /// Where scripts/test.sh installed the release C API.
+    static let installedCAPI = ProcessInfo.processInfo.environment["VMDRIVER_C_API_PREFIX"]
+
     /// Runs a built program; returns its exit status and stdout.
     static func execute(_ binary: String, _ arguments: [String] = []) throws -> (status: Int32, output: String) {
         let process = Process()
@@ -44,14 +47,17 @@ struct CAPITests {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
-    /// A VMware machine: the boot-sector guest in a monolithicSparse vmdk, with a .vmx.
-    static func vmwareMachine(in folder: URL, name: String, uuid: UUID) throws -> String {
-        let disk = folder.appendingPathComponent("\(name).vmdk").path
+    /// A VMware machine: the boot-sector guest in a vmdk of `subformat` (`disk.vmdk`), with a
+    /// .vmx named after `name` whose serial port writes `serial.log`; `extra` lines are added.
+    static func vmwareMachine(
+        in folder: URL, name: String, uuid: UUID, subformat: String = "monolithicSparse", extra: String = ""
+    ) throws -> String {
         try run(
             "qemu-img",
             [
-                "convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicSparse",
-                Integration.fixtures.appendingPathComponent("bootsector.img").path, disk,
+                "convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=\(subformat)",
+                Integration.fixtures.appendingPathComponent("bootsector.img").path,
+                folder.appendingPathComponent("disk.vmdk").path,
             ])
         let vmx = folder.appendingPathComponent("\(name).vmx").path
         try """
@@ -61,15 +67,13 @@ struct CAPITests {
         displayName = "\(name)"
         guestOS = "other"
         memsize = "16"
-        numvcpus = "1"
         uuid.bios = "\(VMXMachine.vmwareUUID(uuid))"
         ide0:0.present = "TRUE"
-        ide0:0.fileName = "\(name).vmdk"
+        ide0:0.fileName = "disk.vmdk"
         serial0.present = "TRUE"
         serial0.fileType = "file"
-        serial0.fileName = "\(name)-serial.log"
-        tools.syncTime = "FALSE"
-
+        serial0.fileName = "serial.log"
+        \(extra)
         """.write(toFile: vmx, atomically: true, encoding: .utf8)
         return vmx
     }
@@ -119,7 +123,7 @@ struct CAPITests {
         let made = try connection.lookupDomain(name: "\(name)Clone")
         #expect(try made.isActive(), "the clone powered on")
         let overlay = folder.appendingPathComponent("vm2/\(name)Clone-hda.qcow2").path
-        #expect(try backingFile(of: overlay) == folder.appendingPathComponent("\(name).vmdk").path)
+        #expect(try backingFile(of: overlay) == folder.appendingPathComponent("disk.vmdk").path)
         // It boots: the boot sector prints its banner on the serial port.
         let log = SerialLog(url: folder.appendingPathComponent("vm2/\(name)Clone-serial0.log"))
         #expect(await Integration.waitFor(30) { log.lines().contains("VMDRIVER-BOOT") }, "clone's serial: \(log.lines())")
@@ -141,6 +145,84 @@ struct CAPITests {
         let binary = try Self.build("vix_threads", [:], in: folder)
         let result = try Self.execute(binary, ["test:///default", "test"])
         #expect(result.status == 0 && result.output.contains("ok 200"), "\(result.output)")
+    }
+
+    /// What a user installs: `scripts/install-c-api.sh PREFIX` builds the release library, which
+    /// exports every function the headers declare (a release build hides what is not public),
+    /// has its SONAME, and runs the eight-thread program. scripts/test.sh installs it (a build
+    /// started from inside `swift test` would wait for ever on .build's lock) and names the prefix.
+    @Test(
+        .enabled(if: CAPITests.installedCAPI != nil, "scripts/test.sh installs the release C API and sets VMDRIVER_C_API_PREFIX"))
+    func theInstalledReleaseLibraryExportsEveryDeclaredFunction() throws {
+        let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(
+            "vmdriver-rel-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let prefix = try #require(Self.installedCAPI)
+        let library = "\(prefix)/lib/libvmdriver.so"
+        let exported = Set(
+            try run("nm", ["-D", "--defined-only", library]).split(separator: "\n").compactMap { line -> String? in
+                let parts = line.split(separator: " ")
+                return parts.count == 3 && parts[1] == "T" ? String(parts[2]) : nil
+            })
+        var declared: Set<String> = []
+        let include = URL(fileURLWithPath: "\(prefix)/include")
+        for case let file as URL in FileManager.default.enumerator(at: include, includingPropertiesForKeys: nil)!
+        where file.pathExtension == "h" {
+            let text = try String(contentsOf: file, encoding: .utf8)
+            // The SDK's static inline helper (prl_result_to_string) is lowercase: not matched.
+            declared.formUnion(text.matches(of: /\b((?:Vix|Prl|CIM_|SdkWrap_)\w+)\s*\(/).map { String($0.1) })
+        }
+        declared.subtract(["VixEventProc"])
+        #expect(declared.count > 60, "\(declared.count) declared")
+        #expect(declared.subtracting(exported).sorted() == [], "declared, not exported")
+        #expect(try run("readelf", ["-d", library]).contains("libvmdriver.so.1"))
+        let prebuilt = folder.appendingPathComponent("program")
+        try FileManager.default.createDirectory(at: prebuilt, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(
+            at: prebuilt.appendingPathComponent("prefix"), withDestinationURL: URL(fileURLWithPath: prefix))
+        let binary = try Self.build("vix_threads", [:], in: prebuilt)
+        let result = try Self.execute(binary, ["test:///default", "test"])
+        #expect(result.status == 0 && result.output.contains("ok 200"), "\(result.output)")
+    }
+
+    /// VixVM_CreateSnapshot, then VixVM_RevertToSnapshot: refused with VIX_E_VM_IS_RUNNING while
+    /// the VM runs, then, powered off, the VM is back on a new overlay on its vmdk, the overlay
+    /// it wrote to since is gone, it stays off until powered on, and it boots.
+    @Test func vixRevertsAShutOffVMAndRefusesARunningOne() async throws {
+        let folder = URL(fileURLWithPath: "/var/lib/libvirt/images/vmdriver-capi-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let name = "vmdriver-vixsnap-\(UUID().uuidString.prefix(6).lowercased())"
+        defer {
+            Self.removeDomain(name)
+            try? FileManager.default.removeItem(at: folder)
+        }
+        let vmx = try Self.vmwareMachine(in: folder, name: name, uuid: UUID())
+        let program = try Self.build("vix_snapshot", ["@VMX@": vmx], in: folder)
+        let taken = try Self.execute(program, ["snapshot"])
+        #expect(taken.status == 0, "\(taken.output)")
+        let serial = folder.appendingPathComponent("serial.log")
+        #expect(await Integration.waitFor(30) { SerialLog(url: serial).lines().contains("VMDRIVER-BOOT") })
+        let written = folder.appendingPathComponent("\(name)-hda-before.qcow2").path
+        #expect(try backingFile(of: written) == folder.appendingPathComponent("disk.vmdk").path)
+        // The next banner can only come from the boot after the revert.
+        try FileManager.default.removeItem(at: serial)
+
+        let reverted = try Self.execute(program, ["revert"])
+        let facts = CIMCAPITests.facts(reverted.output)
+        #expect(reverted.status == 0, "\(reverted.output)")
+        #expect(facts["revert-running"] == "3007", "VIX_E_VM_IS_RUNNING: \(reverted.output)")
+        #expect(facts["revert"] == "0")
+        #expect(facts["state"] == "2", "VIX_POWERSTATE_POWERED_OFF after the revert")
+        #expect(facts["missing"] == "13003", "VIX_E_SNAPSHOT_NOTFOUND")
+        #expect(facts["on"] == "0")
+        let host = try await Host.connect(Integration.uri)
+        let disk = try #require(try await host.open(name).details().disks.first)
+        try await host.close()
+        #expect(disk.path == folder.appendingPathComponent("\(name)-hda-before-2.qcow2").path)
+        #expect(try backingFile(of: disk.path ?? "") == folder.appendingPathComponent("disk.vmdk").path)
+        #expect(!FileManager.default.fileExists(atPath: written), "the overlay written after the snapshot is discarded")
+        #expect(await Integration.waitFor(30) { SerialLog(url: serial).lines().contains("VMDRIVER-BOOT") })
     }
 
     /// A missing .vmx: VIX_E_FILE_NOT_FOUND (4), nothing registered.
