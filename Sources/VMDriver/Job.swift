@@ -7,6 +7,7 @@ public enum JobKind: String, Sendable, Codable {
     case clone
     case promote
     case migrate
+    case convert
 }
 
 /// Where a job is in its life.

@@ -102,6 +102,7 @@ public struct OperationRecord: Sendable, Codable, Equatable {
             case .migrate: "a migration"
             case .clone: "a clone"
             case .promote: "a promotion"
+            case .convert: "a disk conversion"
             case .shutdown: "a shutdown"
             }
         if operation == .clone, let targetName { return "\(what) '\(targetName)'" }

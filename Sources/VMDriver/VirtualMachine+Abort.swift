@@ -111,6 +111,9 @@ extension VirtualMachine {
         if record.operation == .promote {
             try await stopBlockPulls(into: &result)
         }
+        if record.operation == .convert {
+            try await removeConversionCopies(record, into: &result)
+        }
         if record.source != host.name {
             // The VM a completed migration moved here, with the record it carried.
             result.steps.append(
@@ -128,6 +131,34 @@ extension VirtualMachine {
         }
         result.steps.append("removed the record")
         return result
+    }
+
+    /// Removes the copies a conversion whose owner died had made, unless the VM uses them (the
+    /// conversion had redefined it before its record went).
+    private func removeConversionCopies(_ record: OperationRecord, into result: inout AbortResult) async throws(VMDriverError) {
+        let (host, domain, label) = (self.host, self.domain, self.label)
+        let (removed, left) = try await host.blocking("cannot remove the copies of \(label)'s conversion") { _ in
+            let used = Set(try DiskLayout.read(domain: domain, host: host, label: label).disks.map(\.path))
+            var removed: [String] = []
+            var left: [String] = []
+            for file in record.files.reversed() where !used.contains(file) && host.storage.exists(file) {
+                do {
+                    try host.storage.delete(file)
+                    removed.append(file)
+                } catch {
+                    left.append("\(file) (\(error))")
+                }
+            }
+            return (removed, left)
+        }
+        for file in removed {
+            result.removed.append(file)
+            result.steps.append("removed \(file)")
+        }
+        if !left.isEmpty {
+            throw VMDriverError(
+                .failed, "could not remove \(left.joined(separator: ", ")); the record stays: run `vmctl abort \(name)` again")
+        }
     }
 
     /// Removes what the record lists on the target, unless the VM arrived there (the migration

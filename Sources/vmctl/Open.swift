@@ -29,14 +29,27 @@ struct Open: AsyncParsableCommand {
             valueName: "network"))
     var network: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Copy its disks to this format (qcow2 or raw) once it is registered, as `vmctl convert` does: "
+                + "a .vmx's vmdk disks then migrate hot and warm.", valueName: "format"))
+    var convert: String?
+
     func run() async throws {
+        if convert != nil { Interrupts.shared.arm() }
         try await root.connection.withHost { host async throws(VMDriverError) in
             let opened = try await host.open(vm, transient: transient, network: network)
+            var converted: DiskConversion?
+            if let convert {
+                converted = try await Convert.convert(opened, to: convert)
+            }
             let details = try await opened.details()
             if output.json {
                 print(
                     Render.json(
-                        OpenResult(origin: opened.origin, vm: details, unmappedKeys: opened.unmappedKeys, notes: opened.notes)))
+                        OpenResult(
+                            origin: opened.origin, vm: details, unmappedKeys: opened.unmappedKeys, notes: opened.notes,
+                            conversion: converted)))
             } else {
                 switch opened.origin {
                 case .defined: print("Registered VM '\(details.name)' from \(vm).")
@@ -48,6 +61,7 @@ struct Open: AsyncParsableCommand {
                 if !opened.unmappedKeys.isEmpty {
                     print("Not mapped (\(opened.unmappedKeys.count) keys): \(opened.unmappedKeys.joined(separator: ", "))")
                 }
+                if let converted { Convert.render(converted, vm: details.name) }
             }
         }
     }
@@ -57,6 +71,7 @@ struct Open: AsyncParsableCommand {
         var vm: VMDetails
         var unmappedKeys: [String]
         var notes: [String]
+        var conversion: DiskConversion?
 
         func encode(to encoder: any Encoder) throws {
             // The VM's fields at the top level, with how it was opened beside them.
@@ -67,7 +82,8 @@ struct Open: AsyncParsableCommand {
                 try container.encode(unmappedKeys, forKey: .unmappedKeys)
                 try container.encode(notes, forKey: .notes)
             }
+            try container.encodeIfPresent(conversion, forKey: .conversion)
         }
-        enum Key: String, CodingKey { case origin, unmappedKeys, notes }
+        enum Key: String, CodingKey { case origin, unmappedKeys, notes, conversion }
     }
 }

@@ -14,7 +14,7 @@ struct VMCtl: AsyncParsableCommand {
             """,
         subcommands: [
             Open.self, List.self, Start.self, Shutdown.self, Destroy.self, Suspend.self, Save.self, Resume.self, Caps.self,
-            Clone.self, Clones.self, Promote.self, Delete.self, Snapshot.self, Migrate.self, Jobs.self, Abort.self,
+            Clone.self, Clones.self, Promote.self, Convert.self, Delete.self, Snapshot.self, Migrate.self, Jobs.self, Abort.self,
         ]
     )
 

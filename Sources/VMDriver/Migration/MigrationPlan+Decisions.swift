@@ -81,8 +81,8 @@ extension MigrationPlan {
                         .notSupported,
                         "\(type.rawValue) migration of \(label) is refused: its disk \(disk.target) rests on the vmdk image "
                             + "\(vmdk.path), and QEMU does not migrate a running VM with a vmdk disk (\"The vmdk format used by "
-                            + "node … does not support live migration\"); use --type cold, or copy its disks to qcow2 "
-                            + "(qemu-img convert -O qcow2) and give the VM those")
+                            + "node … does not support live migration\"); use --type cold, or shut it down and copy its disks to "
+                            + "qcow2 with `vmctl convert VM` (VirtualMachine.convertDisks), after which it moves live")
                     break
                 }
             }
