@@ -176,19 +176,7 @@ private final class ConversionPlan: Sendable {
         }
         return try await host.blocking("cannot redefine \(label) on its new images") { connection in
             let definition = try XMLTree.parse(try domain.xmlDescription([.inactive, .secure]))
-            for element in definition.child("devices")?.children("disk") ?? [] {
-                guard let target = element.child("target")?.attributes["dev"],
-                    let disk = disks.first(where: { $0.target == target })
-                else { continue }
-                element.set("type", "file")
-                element.removeChildren { $0.name == "source" || $0.name == "backingStore" }
-                element.append("source", attributes: [("file", disk.copy)])
-                if let driver = element.child("driver") {
-                    driver.set("type", format)
-                } else {
-                    element.append("driver", attributes: [("name", "qemu"), ("type", format)])
-                }
-            }
+            definition.pointDisks(at: Dictionary(uniqueKeysWithValues: disks.map { ($0.target, ($0.copy, format)) }))
             _ = try connection.defineDomain(xml: definition.serialized())
             return DiskConversion(
                 format: format,

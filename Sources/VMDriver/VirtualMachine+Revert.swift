@@ -133,19 +133,7 @@ private struct RevertPlan {
             }
             // The VM's disks on the new overlays.
             let definition = try XMLTree.parse(previous)
-            for element in definition.child("devices")?.children("disk") ?? [] {
-                guard let target = element.child("target")?.attributes["dev"],
-                    let disk = disks.first(where: { $0.target == target })
-                else { continue }
-                element.set("type", "file")
-                element.removeChildren { $0.name == "source" || $0.name == "backingStore" }
-                element.append("source", attributes: [("file", disk.overlay)])
-                if let driver = element.child("driver") {
-                    driver.set("type", "qcow2")
-                } else {
-                    element.append("driver", attributes: [("name", "qemu"), ("type", "qcow2")])
-                }
-            }
+            definition.pointDisks(at: Dictionary(uniqueKeysWithValues: disks.map { ($0.target, ($0.overlay, "qcow2")) }))
             _ = try connection.defineDomain(xml: definition.serialized())
         } catch {
             undo()

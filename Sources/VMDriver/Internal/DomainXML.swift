@@ -80,3 +80,22 @@ struct DomainXML {
         return UUID(uuidString: parts.joined(separator: "-"))
     }
 }
+
+extension XMLTree {
+    /// In a domain definition, puts each disk whose target `images` names on that file, in
+    /// that format, with no backing store of its own: a new top image (a revert's overlay) or a
+    /// standalone copy (a conversion).
+    func pointDisks(at images: [String: (path: String, format: String)]) {
+        for element in child("devices")?.children("disk") ?? [] {
+            guard let target = element.child("target")?.attributes["dev"], let image = images[target] else { continue }
+            element.set("type", "file")
+            element.removeChildren { $0.name == "source" || $0.name == "backingStore" }
+            element.append("source", attributes: [("file", image.path)])
+            if let driver = element.child("driver") {
+                driver.set("type", image.format)
+            } else {
+                element.append("driver", attributes: [("name", "qemu"), ("type", image.format)])
+            }
+        }
+    }
+}
