@@ -120,6 +120,15 @@ public final class Connection: @unchecked Sendable {
             cores: UInt32(info.cores), threads: UInt32(info.threads))
     }
 
+    /// The host's free memory in bytes (all NUMA cells). Calls `virNodeGetFreeMemory`, which
+    /// answers 0 on failure.
+    public func freeMemory() throws(LibvirtError) -> UInt64 {
+        try call("virNodeGetFreeMemory") { () -> UInt64? in
+            let bytes = virNodeGetFreeMemory(pointer)
+            return bytes == 0 ? nil : UInt64(bytes)
+        }
+    }
+
     // MARK: Domains
 
     /// All domains matching `flags` (all of them when empty). Calls `virConnectListAllDomains`.

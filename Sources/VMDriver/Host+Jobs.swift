@@ -20,6 +20,10 @@ public struct HostJob: Sendable, Codable, Equatable {
         public var diskRemaining: UInt64?
         public var diskTotal: UInt64?
         public var bytesPerSecond: UInt64?
+        /// A migration's pass over the guest's memory (1 for the first) and the pages the
+        /// guest dirties per second.
+        public var memoryIteration: UInt64?
+        public var dirtyPagesPerSecond: UInt64?
     }
 
     /// `virDomainJobOperation`, by name.
@@ -101,6 +105,7 @@ extension HostJob.LibvirtJob {
             elapsedMilliseconds: stats.timeElapsed, dataProcessed: stats.dataProcessed, dataRemaining: stats.dataRemaining,
             dataTotal: stats.dataTotal, memoryTotal: stats.memoryTotal, memoryRemaining: stats.memoryRemaining,
             diskProcessed: stats.diskProcessed,
-            diskRemaining: stats.diskRemaining, diskTotal: stats.diskTotal, bytesPerSecond: stats.memoryBytesPerSecond)
+            diskRemaining: stats.diskRemaining, diskTotal: stats.diskTotal, bytesPerSecond: stats.memoryBytesPerSecond,
+            memoryIteration: stats.memoryIteration, dirtyPagesPerSecond: stats.memoryDirtyRate)
     }
 }

@@ -28,6 +28,81 @@ public struct LifecycleEvent: Sendable, Hashable {
     public let detail: Int32
     /// The name of the domain the event is about.
     public let domainName: String
+
+    /// The kind in words, as `virsh event` prints it: "started", "stopped" …
+    public var kindName: String {
+        switch kind {
+        case .defined: "defined"
+        case .undefined: "undefined"
+        case .started: "started"
+        case .suspended: "suspended"
+        case .resumed: "resumed"
+        case .stopped: "stopped"
+        case .shutdown: "shutdown"
+        case .pmSuspended: "pmsuspended"
+        case .crashed: "crashed"
+        }
+    }
+
+    /// libvirt's detail in words ("booted", "migrated", "destroyed" …), read against libvirt's
+    /// own constants (`virDomainEvent*DetailType`); the number for one this layer does not name.
+    public var detailName: String {
+        let names: [UInt32: String] =
+            switch kind {
+            case .defined:
+                [
+                    VIR_DOMAIN_EVENT_DEFINED_ADDED.rawValue: "added", VIR_DOMAIN_EVENT_DEFINED_UPDATED.rawValue: "updated",
+                    VIR_DOMAIN_EVENT_DEFINED_RENAMED.rawValue: "renamed",
+                    VIR_DOMAIN_EVENT_DEFINED_FROM_SNAPSHOT.rawValue: "from snapshot",
+                ]
+            case .undefined:
+                [VIR_DOMAIN_EVENT_UNDEFINED_REMOVED.rawValue: "removed", VIR_DOMAIN_EVENT_UNDEFINED_RENAMED.rawValue: "renamed"]
+            case .started:
+                [
+                    VIR_DOMAIN_EVENT_STARTED_BOOTED.rawValue: "booted", VIR_DOMAIN_EVENT_STARTED_MIGRATED.rawValue: "migrated",
+                    VIR_DOMAIN_EVENT_STARTED_RESTORED.rawValue: "restored",
+                    VIR_DOMAIN_EVENT_STARTED_FROM_SNAPSHOT.rawValue: "from snapshot",
+                    VIR_DOMAIN_EVENT_STARTED_WAKEUP.rawValue: "wakeup",
+                ]
+            case .suspended:
+                [
+                    VIR_DOMAIN_EVENT_SUSPENDED_PAUSED.rawValue: "paused",
+                    VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED.rawValue: "migrated",
+                    VIR_DOMAIN_EVENT_SUSPENDED_IOERROR.rawValue: "I/O error",
+                    VIR_DOMAIN_EVENT_SUSPENDED_WATCHDOG.rawValue: "watchdog",
+                    VIR_DOMAIN_EVENT_SUSPENDED_RESTORED.rawValue: "restored",
+                    VIR_DOMAIN_EVENT_SUSPENDED_FROM_SNAPSHOT.rawValue: "from snapshot",
+                    VIR_DOMAIN_EVENT_SUSPENDED_API_ERROR.rawValue: "API error",
+                    VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY.rawValue: "post-copy",
+                    VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED.rawValue: "post-copy failed",
+                ]
+            case .resumed:
+                [
+                    VIR_DOMAIN_EVENT_RESUMED_UNPAUSED.rawValue: "unpaused",
+                    VIR_DOMAIN_EVENT_RESUMED_MIGRATED.rawValue: "migrated",
+                    VIR_DOMAIN_EVENT_RESUMED_FROM_SNAPSHOT.rawValue: "from snapshot",
+                    VIR_DOMAIN_EVENT_RESUMED_POSTCOPY.rawValue: "post-copy",
+                ]
+            case .stopped:
+                [
+                    VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN.rawValue: "shutdown",
+                    VIR_DOMAIN_EVENT_STOPPED_DESTROYED.rawValue: "destroyed",
+                    VIR_DOMAIN_EVENT_STOPPED_CRASHED.rawValue: "crashed", VIR_DOMAIN_EVENT_STOPPED_MIGRATED.rawValue: "migrated",
+                    VIR_DOMAIN_EVENT_STOPPED_SAVED.rawValue: "saved", VIR_DOMAIN_EVENT_STOPPED_FAILED.rawValue: "failed",
+                    VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT.rawValue: "from snapshot",
+                ]
+            case .shutdown:
+                [
+                    VIR_DOMAIN_EVENT_SHUTDOWN_FINISHED.rawValue: "finished", VIR_DOMAIN_EVENT_SHUTDOWN_GUEST.rawValue: "guest",
+                    VIR_DOMAIN_EVENT_SHUTDOWN_HOST.rawValue: "host",
+                ]
+            case .pmSuspended:
+                [VIR_DOMAIN_EVENT_PMSUSPENDED_MEMORY.rawValue: "memory", VIR_DOMAIN_EVENT_PMSUSPENDED_DISK.rawValue: "disk"]
+            case .crashed:
+                [VIR_DOMAIN_EVENT_CRASHED_PANICKED.rawValue: "panicked"]
+            }
+        return names[UInt32(bitPattern: detail)] ?? "\(detail)"
+    }
 }
 
 /// The Swift closure behind one registration; libvirt holds it as an unmanaged opaque pointer
