@@ -3,10 +3,20 @@ import Synchronization
 import VMDriver
 
 enum Render {
-    static func json<T: Encodable>(_ value: T) -> String {
+    static func json<T: Encodable>(_ value: T) -> String { encode(value, pretty: true) }
+
+    /// One line of JSON, for NDJSON streams.
+    static func jsonLine<T: Encodable>(_ value: T) -> String { encode(value, pretty: false) }
+
+    private static func encode<T: Encodable>(_ value: T, pretty: Bool) -> String {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting =
+            pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        // ISO 8601 with milliseconds: an evacuation's moves start and end within a second.
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
+        }
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
