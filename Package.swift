@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         // Only for vmbench's spawn benchmark: VMDriver's own spawn helper beside swift-subprocess.
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        // `swift package generate-documentation --target VMDriver` (the DocC catalog, checked in CI).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(

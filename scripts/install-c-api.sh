@@ -22,7 +22,9 @@ if [ "${1:-}" = --build-dir ]; then
   shift 2
 fi
 prefix=${1:?usage: install-c-api.sh [--build-dir DIR] PREFIX}
-version=1.0.0
+# One version for vmctl and the library: VMDriverVersion.current.
+version=$(sed -n 's/.*static let current = "\([0-9.]*\)".*/\1/p' "$root/Sources/VMDriver/Version.swift")
+[ -n "$version" ] || { log "cannot read the version from Sources/VMDriver/Version.swift"; exit 1; }
 
 if [ -z "$build_dir" ]; then
   log "building libvmdriver.so (release)"

@@ -51,6 +51,7 @@ cleanup() {
   fi
   rm -f "$test_log"
   [ -z "${c_api_prefix:-}" ] || rm -rf "$c_api_prefix"
+  [ -z "${vmctl_prefix:-}" ] || rm -rf "$vmctl_prefix"
   exit "$status"
 }
 trap cleanup EXIT
@@ -88,6 +89,17 @@ c_api_prefix=$(mktemp -d /tmp/vmdriver-c-api.XXXXXX)
 log "installing the C API (release) under $c_api_prefix"
 bash scripts/install-c-api.sh "$c_api_prefix"
 export VMDRIVER_C_API_PREFIX="$c_api_prefix"
+# vmctl as the README installs it, with its manual page and completions, from this build (the
+# CLI tests read them; zsh and fish check their scripts' syntax).
+bash scripts/apt-ensure.sh zsh fish
+vmctl_prefix=$(mktemp -d /tmp/vmdriver-vmctl.XXXXXX)
+log "installing vmctl, its manual page and completions under $vmctl_prefix"
+bash scripts/install-vmctl.sh --debug "$vmctl_prefix"
+export VMDRIVER_VMCTL_PREFIX="$vmctl_prefix"
+# The library's documentation (Sources/VMDriver/VMDriver.docc and the doc comments), built
+# with swift-docc-plugin: a broken symbol link or a malformed comment fails the run.
+log "documentation (DocC, warnings as errors)"
+swift package generate-documentation --target VMDriver --warnings-as-errors >/dev/null
 log "running tests"
 # One test at a time: the integration tests boot TCG guests on 2 cores, and a guest listed by
 # one test must not be a guest another test is booting.

@@ -35,12 +35,15 @@ public final class Host: Sendable {
     }
 
     /// Connects to a libvirt host.
-    /// - Parameter uri: `qemu:///system` (default), `test:///default`, `qemu+ssh://user@host/system`,
-    ///   `qemu+tcp://host/system`, `qemu+tls://host/system` … Remote connections get keepalive, so
-    ///   a dead peer is noticed in about 20 s.
+    /// - Parameters:
+    ///   - uri: `qemu:///system` (default), `test:///default`, `qemu+ssh://user@host/system`,
+    ///     `qemu+tcp://host/system`, `qemu+tls://host/system` … Remote connections get keepalive,
+    ///     so a dead peer is noticed in about 20 s.
+    ///   - readOnly: a read-only connection (`virConnectOpenReadOnly`): it can look, not change.
+    ///   - credentials: a user name and password for hosts that ask (SASL, a qemu+ssh
+    ///     password): answered to libvirt's authentication callback, never logged.
+    ///   - logger: where VMDriver logs what it does on this host.
     /// - Throws: code 4 for a URI libvirt cannot parse, code 2 when the host does not answer.
-    /// - Parameter credentials: a user name and password for hosts that ask (SASL, a qemu+ssh
-    ///   password): answered to libvirt's authentication callback, never logged.
     public static func connect(
         _ uri: String = "qemu:///system", readOnly: Bool = false, credentials: Credentials? = nil,
         logger: Logger = Logger(label: "vmdriver")

@@ -6,13 +6,12 @@ struct Abort: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Abort the job running on a VM, whichever process started it, and clean up after it.",
         discussion: """
-            Aborts libvirt's job (virDomainAbortJob). If VMDriver's record says a vmctl that is still running owns the
-            job, that vmctl rolls back by itself: abort waits for it. If that vmctl is gone (killed), abort does its
-            rollback: it removes the images and transient pools the record lists on the target, then the record.
-
-            Clones being made of the VM each leave a record of their own. A clone whose vmctl runs on this machine is
-            sent SIGTERM (that vmctl cancels it and rolls back); one whose vmctl is gone is rolled back from its record:
-            its copy processes are stopped, a running source's temporary overlays are merged back, and the files it
+            Aborts libvirt's job (virDomainAbortJob). If VMDriver's record says a vmctl that is still running owns the \
+            job, that vmctl rolls back by itself: abort waits for it. If that vmctl is gone (killed), abort does its \
+            rollback: it removes the images and transient pools the record lists on the target, then the record. \
+            Clones being made of the VM each leave a record of their own. A clone whose vmctl runs on this machine is \
+            sent SIGTERM (that vmctl cancels it and rolls back); one whose vmctl is gone is rolled back from its record: \
+            its copy processes are stopped, a running source's temporary overlays are merged back, and the files it \
             made are removed. A clone that had completed stays.
             """)
 

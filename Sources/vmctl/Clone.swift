@@ -6,8 +6,8 @@ struct Clone: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Clone a VM: a full copy, or a linked clone on a frozen image of it.",
         discussion: """
-            A linked clone's disks are qcow2 overlays on the source's frozen images: without --snapshot
-            the source is snapshotted first (it goes on writing to a new overlay). A full clone copies
+            A linked clone's disks are qcow2 overlays on the source's frozen images: without --snapshot \
+            the source is snapshotted first (it goes on writing to a new overlay). A full clone copies \
             every disk; a running source never stops.
             """)
 
@@ -69,13 +69,18 @@ struct Promote: AsyncParsableCommand {
 
     @ParentCommand var root: VMCtl
     @OptionGroup var target: VMArgument
+    @OptionGroup var output: OutputOptions
 
     func run() async throws {
         Interrupts.shared.arm()
         try await root.connection.withHost { host async throws(VMDriverError) in
             let vm = try await host.open(target.vm)
             _ = try await ProgressBar.follow(try await vm.promote())
-            print("VM '\(vm.name)' is standalone now.")
+            if output.json {
+                print(Render.json(try await vm.details()))
+            } else {
+                print("VM '\(vm.name)' is standalone now.")
+            }
         }
     }
 }
@@ -114,10 +119,23 @@ struct Delete: AsyncParsableCommand {
     @Flag(help: "Delete it even though linked clones rest on its disks (their images are kept).")
     var force = false
 
+    @OptionGroup var output: OutputOptions
+
+    struct Deleted: Encodable {
+        var vm: String
+        var uuid: UUID
+        /// The files deleted with it.
+        var removed: [String]
+    }
+
     func run() async throws {
         try await root.connection.withHost { host async throws(VMDriverError) in
             let vm = try await host.open(target.vm)
             let removed = try await vm.delete(withStorage: withStorage, force: force)
+            if output.json {
+                print(Render.json(Deleted(vm: vm.name, uuid: vm.uuid, removed: removed)))
+                return
+            }
             print("Deleted VM '\(vm.name)'.")
             for file in removed { print("  removed \(file)") }
         }
@@ -197,11 +215,17 @@ struct Snapshot: AsyncParsableCommand {
         @ParentCommand var parent: Snapshot
         @OptionGroup var target: VMArgument
         @Argument(help: "The snapshot's name.") var name: String
+        @OptionGroup var output: OutputOptions
 
         func run() async throws {
             try await parent.root.connection.withHost { host async throws(VMDriverError) in
-                try await host.open(target.vm).deleteSnapshot(name: name)
-                print("Deleted snapshot '\(name)' of '\(target.vm)'.")
+                let vm = try await host.open(target.vm)
+                try await vm.deleteSnapshot(name: name)
+                if output.json {
+                    print(Render.json(["vm": vm.name, "deletedSnapshot": name]))
+                } else {
+                    print("Deleted snapshot '\(name)' of '\(vm.name)'.")
+                }
             }
         }
     }

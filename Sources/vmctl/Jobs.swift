@@ -6,8 +6,8 @@ struct Jobs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the jobs running on the host's VMs, whoever started them.",
         discussion: """
-            For each VM with a job: what libvirt runs (migration out, save, snapshot, backup …) and its figures,
-            and, where VMDriver left its record, which VMDriver operation it is, which process runs it and whether that
+            For each VM with a job: what libvirt runs (migration out, save, snapshot, backup …) and its figures, \
+            and, where VMDriver left its record, which VMDriver operation it is, which process runs it and whether that \
             process is still alive. A record whose process is gone is cleaned up with `vmctl abort VM`.
             """)
 

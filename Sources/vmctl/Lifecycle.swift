@@ -8,10 +8,18 @@ struct VMArgument: ParsableArguments {
     var vm: String
 }
 
+/// What start, destroy, suspend, save and resume print with --json.
+struct LifecycleResult: Encodable {
+    var vm: String
+    var uuid: UUID
+    var state: VMState
+}
+
 /// start, destroy, suspend, resume: one call each, then the new state.
 protocol SimpleLifecycleCommand: AsyncParsableCommand {
     var root: VMCtl { get }
     var target: VMArgument { get }
+    var output: OutputOptions { get }
     static var verb: String { get }
     static func act(on vm: VirtualMachine) async throws(VMDriverError)
 }
@@ -21,7 +29,12 @@ extension SimpleLifecycleCommand {
         try await root.connection.withHost { host async throws(VMDriverError) in
             let vm = try await host.open(target.vm)
             try await Self.act(on: vm)
-            print("\(Self.verb) VM '\(vm.name)': it is \(try await vm.state()).")
+            let state = try await vm.state()
+            if output.json {
+                print(Render.json(LifecycleResult(vm: vm.name, uuid: vm.uuid, state: state)))
+            } else {
+                print("\(Self.verb) VM '\(vm.name)': it is \(state).")
+            }
         }
     }
 }
@@ -30,6 +43,7 @@ struct Start: SimpleLifecycleCommand {
     static let configuration = CommandConfiguration(abstract: "Start a VM.")
     @ParentCommand var root: VMCtl
     @OptionGroup var target: VMArgument
+    @OptionGroup var output: OutputOptions
     static let verb = "Started"
     static func act(on vm: VirtualMachine) async throws(VMDriverError) { try await vm.start() }
 }
@@ -38,6 +52,7 @@ struct Destroy: SimpleLifecycleCommand {
     static let configuration = CommandConfiguration(abstract: "Stop a VM at once (pull the plug).")
     @ParentCommand var root: VMCtl
     @OptionGroup var target: VMArgument
+    @OptionGroup var output: OutputOptions
     static let verb = "Destroyed"
     static func act(on vm: VirtualMachine) async throws(VMDriverError) { try await vm.destroy() }
 }
@@ -46,6 +61,7 @@ struct Suspend: SimpleLifecycleCommand {
     static let configuration = CommandConfiguration(abstract: "Pause a running VM.")
     @ParentCommand var root: VMCtl
     @OptionGroup var target: VMArgument
+    @OptionGroup var output: OutputOptions
     static let verb = "Suspended"
     static func act(on vm: VirtualMachine) async throws(VMDriverError) { try await vm.suspend() }
 }
@@ -55,6 +71,7 @@ struct Save: SimpleLifecycleCommand {
         abstract: "Suspend a VM to disk (VIX's suspend): its memory is saved; start resumes it where it was.")
     @ParentCommand var root: VMCtl
     @OptionGroup var target: VMArgument
+    @OptionGroup var output: OutputOptions
     static let verb = "Saved"
     static func act(on vm: VirtualMachine) async throws(VMDriverError) { try await vm.save() }
 }
@@ -63,6 +80,7 @@ struct Resume: SimpleLifecycleCommand {
     static let configuration = CommandConfiguration(abstract: "Resume a paused VM.")
     @ParentCommand var root: VMCtl
     @OptionGroup var target: VMArgument
+    @OptionGroup var output: OutputOptions
     static let verb = "Resumed"
     static func act(on vm: VirtualMachine) async throws(VMDriverError) { try await vm.resume() }
 }

@@ -6,8 +6,8 @@ struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Migrate a VM to another host: hot (live), warm (paused while it moves) or cold (shut down, moved, restarted).",
         discussion: """
-            DEST is a DNS name, an IPv4 or IPv6 address (optionally with :PORT, IPv6 as [ADDR]:PORT), or a
-            libvirt URI. Always peer-to-peer: the source's libvirtd connects to the target's. The target
+            DEST is a DNS name, an IPv4 or IPv6 address (optionally with :PORT, IPv6 as [ADDR]:PORT), or a \
+            libvirt URI. Always peer-to-peer: the source's libvirtd connects to the target's. The target \
             keeps the VM's definition and the source drops it unless --keep-source.
             """)
 
@@ -17,57 +17,17 @@ struct Migrate: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("The VM (name or UUID).", valueName: "vm")) var vm: String
     @Argument(help: ArgumentHelp("Where to: host name, address or libvirt URI.", valueName: "dest")) var destination: String
 
-    @Option(help: "hot, warm, cold or auto (hot if running, warm for TCG guests on QEMU < 9.0, cold if shut off).") var type:
-        MigrationOptions.MigrationType = .auto
-    @Option(help: "low (plain TCP), normal (TLS control), high (TLS control and data).") var security: MigrationOptions.Security =
-        .low
-    @Option(help: "auto (verify sharing), shared, copy or incremental.") var storage: MigrationOptions.Storage = .auto
-    @Option(help: "converge (step downtime, auto-converge, post-copy) or plain.") var policy: MigrationOptions.Policy = .converge
-    @Flag(help: "Keep the VM defined on the source.") var keepSource = false
-    @Flag(help: "Cold: destroy the VM if it does not shut down in time.") var force = false
-    @Option(help: ArgumentHelp("New name on the target.", valueName: "name")) var name: String?
-    @Option(help: ArgumentHelp("Folder on the target for the VM's disks (made if missing; copies them there).", valueName: "dir"))
-    var home: String?
-    @Option(help: ArgumentHelp("New memory size on the target (MiB).", valueName: "MiB")) var memory: UInt64?
-    @Option(help: ArgumentHelp("New vCPU count on the target.", valueName: "n")) var vcpus: UInt32?
-    @Option(help: ArgumentHelp("Bandwidth cap (MiB/s).", valueName: "MiB/s")) var bandwidth: UInt64?
-    @Option(help: ArgumentHelp("Allowed downtime at the switch-over (ms).", valueName: "ms")) var maxDowntime: UInt64?
-    @Option(help: ArgumentHelp("Parallel connections (multifd).", valueName: "n")) var parallel: Int?
-    @Flag(help: "Compress re-sent pages (XBZRLE).") var compress = false
-    @Flag(help: "Let QEMU throttle a guest that dirties memory too fast.") var autoConverge = false
-    @Flag(help: "Allow post-copy.") var postcopy = false
-    @Option(help: ArgumentHelp("Give up after this many seconds (default: scaled by memory).", valueName: "s")) var timeout:
-        Double?
+    @OptionGroup(title: "What kind of move") var kind: MigrationKindOptions
+    @OptionGroup(title: "The VM on the target") var shape: TargetShapeOptions
+    @OptionGroup(title: "Tuning the transfer") var tuning: TransferTuningOptions
     @Option(help: ArgumentHelp("pkipath for vmctl's own TLS connection to the target.", valueName: "dir")) var pkipath: String?
     @Flag(help: "Only check whether the VM could migrate; change nothing.") var check = false
 
-    func validate() throws {
-        // At most a year: a bigger number would overflow the milliseconds (and crash vmctl).
-        if let timeout, !(timeout > 0 && timeout <= 31_536_000) {
-            throw ValidationError("--timeout must be a positive number of seconds, at most 31536000 (a year)")
-        }
-        if let parallel, parallel < 1 { throw ValidationError("--parallel must be at least 1") }
-    }
-
     var options: MigrationOptions {
         var options = MigrationOptions()
-        options.type = type
-        options.security = security
-        options.storage = storage
-        options.policy = policy
-        options.keepSource = keepSource
-        options.force = force
-        options.newName = name
-        options.home = home
-        options.memoryMiB = memory
-        options.vcpus = vcpus
-        options.bandwidthMiBps = bandwidth
-        options.maxDowntimeMilliseconds = maxDowntime
-        options.parallelConnections = parallel
-        options.compress = compress
-        options.autoConverge = autoConverge
-        options.postcopy = postcopy
-        options.timeout = timeout.map { .milliseconds(Int64($0 * 1000)) }
+        kind.apply(to: &options)
+        shape.apply(to: &options)
+        tuning.apply(to: &options)
         options.clientPKIPath = pkipath ?? ProcessInfo.processInfo.environment["VMDRIVER_PKIPATH"]
         return options
     }
@@ -112,6 +72,73 @@ struct Migrate: AsyncParsableCommand {
                 for step in result.steps { print("  - \(step)") }
             }
         }
+    }
+}
+
+/// `migrate`'s type, security, storage and policy.
+struct MigrationKindOptions: ParsableArguments {
+    @Option(help: "hot, warm, cold or auto (hot if running, warm for TCG guests on QEMU < 9.0, cold if shut off).") var type:
+        MigrationOptions.MigrationType = .auto
+    @Option(help: "low (plain TCP), normal (TLS control), high (TLS control and data).") var security: MigrationOptions.Security =
+        .low
+    @Option(help: "auto (verify sharing), shared, copy or incremental.") var storage: MigrationOptions.Storage = .auto
+    @Option(help: "converge (step downtime, auto-converge, post-copy) or plain.") var policy: MigrationOptions.Policy = .converge
+    @Flag(help: "Keep the VM defined on the source.") var keepSource = false
+    @Flag(help: "Cold: destroy the VM if it does not shut down in time.") var force = false
+
+    func apply(to options: inout MigrationOptions) {
+        options.type = type
+        options.security = security
+        options.storage = storage
+        options.policy = policy
+        options.keepSource = keepSource
+        options.force = force
+    }
+}
+
+/// `migrate`'s changes to the VM on the target.
+struct TargetShapeOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("New name on the target.", valueName: "name")) var name: String?
+    @Option(help: ArgumentHelp("Folder on the target for the VM's disks (made if missing; copies them there).", valueName: "dir"))
+    var home: String?
+    @Option(help: ArgumentHelp("New memory size on the target (MiB).", valueName: "MiB")) var memory: UInt64?
+    @Option(help: ArgumentHelp("New vCPU count on the target.", valueName: "n")) var vcpus: UInt32?
+
+    func apply(to options: inout MigrationOptions) {
+        options.newName = name
+        options.home = home
+        options.memoryMiB = memory
+        options.vcpus = vcpus
+    }
+}
+
+/// `migrate`'s bandwidth, downtime, connections and convergence switches, and its timeout.
+struct TransferTuningOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Bandwidth cap (MiB/s).", valueName: "MiB/s")) var bandwidth: UInt64?
+    @Option(help: ArgumentHelp("Allowed downtime at the switch-over (ms).", valueName: "ms")) var maxDowntime: UInt64?
+    @Option(help: ArgumentHelp("Parallel connections (multifd).", valueName: "n")) var parallel: Int?
+    @Flag(help: "Compress re-sent pages (XBZRLE).") var compress = false
+    @Flag(help: "Let QEMU throttle a guest that dirties memory too fast.") var autoConverge = false
+    @Flag(help: "Allow post-copy.") var postcopy = false
+    @Option(help: ArgumentHelp("Give up after this many seconds (default: scaled by memory).", valueName: "s")) var timeout:
+        Double?
+
+    func validate() throws {
+        // At most a year: a bigger number would overflow the milliseconds (and crash vmctl).
+        if let timeout, !(timeout > 0 && timeout <= 31_536_000) {
+            throw ValidationError("--timeout must be a positive number of seconds, at most 31536000 (a year)")
+        }
+        if let parallel, parallel < 1 { throw ValidationError("--parallel must be at least 1") }
+    }
+
+    func apply(to options: inout MigrationOptions) {
+        options.bandwidthMiBps = bandwidth
+        options.maxDowntimeMilliseconds = maxDowntime
+        options.parallelConnections = parallel
+        options.compress = compress
+        options.autoConverge = autoConverge
+        options.postcopy = postcopy
+        options.timeout = timeout.map { .milliseconds(Int64($0 * 1000)) }
     }
 }
 

@@ -9,12 +9,15 @@ struct VMCtl: AsyncParsableCommand {
         commandName: "vmctl",
         abstract: "Open, clone and migrate VMs on KVM/QEMU hosts through libvirt.",
         discussion: """
-            Exit status is the CIM return code: 0 completed, 1 not supported, 2 failed, 3 timeout,
+            Exit status is the CIM return code: 0 completed, 1 not supported, 2 failed, 3 timeout, \
             4 invalid parameter, 5 invalid state, 6 incompatible parameters.
             """,
+        version: VMDriverVersion.current,
         subcommands: [
             Open.self, List.self, Start.self, Shutdown.self, Destroy.self, Suspend.self, Save.self, Resume.self, Caps.self,
-            Clone.self, Clones.self, Promote.self, Convert.self, Delete.self, Snapshot.self, Migrate.self, Jobs.self, Abort.self,
+            Clone.self, Clones.self, Promote.self, Convert.self, Delete.self, Snapshot.self, Migrate.self, Evacuate.self,
+            Watch.self,
+            Jobs.self, Abort.self,
         ]
     )
 

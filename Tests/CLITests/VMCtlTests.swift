@@ -61,6 +61,32 @@ struct VMCtlTestDriverTests {
         #expect(output.stderr.contains("not paused"))
     }
 
+    /// The lifecycle commands print their result as JSON too: the VM and the state it is in.
+    @Test func lifecycleCommandsPrintJSON() throws {
+        // The test driver's state lives only as long as the process: each call starts from
+        // its running 'test' domain.
+        let suspended = try VMCtl.run("-c", "test:///default", "suspend", "test", "--json")
+        #expect(suspended.status == 0, "\(suspended.stderr)")
+        let json = try #require(try suspended.json() as? [String: Any])
+        #expect(json["vm"] as? String == "test")
+        #expect(json["state"] as? String == "paused")
+        #expect((json["uuid"] as? String).flatMap(UUID.init(uuidString:)) != nil)
+        let destroyed = try #require(try VMCtl.run("-c", "test:///default", "destroy", "test", "--json").json() as? [String: Any])
+        #expect(destroyed["state"] as? String == "shut off")
+    }
+
+    /// `migrate --help` sorts its options under titles, not one list of twenty.
+    @Test func migrateHelpGroupsItsOptions() throws {
+        let help = try VMCtl.run("migrate", "--help")
+        #expect(help.status == 0)
+        let titles = ["WHAT KIND OF MOVE:", "THE VM ON THE TARGET:", "TUNING THE TRANSFER:"]
+        let found = titles.compactMap { help.stdout.range(of: $0)?.lowerBound }
+        #expect(found.count == 3 && found == found.sorted(), "\(help.stdout)")
+        // Each option under its title.
+        let tuning = help.stdout.components(separatedBy: "TUNING THE TRANSFER:").last ?? ""
+        #expect(tuning.contains("--bandwidth") && !tuning.contains("--home"))
+    }
+
     @Test func anUnknownOptionExits4AndHelpExits0() throws {
         let unknown = try VMCtl.run("open", "test", "--no-such-option")
         #expect(unknown.status == 4)

@@ -100,9 +100,11 @@ extension Host {
     /// tools and certificates on the host (local hosts only; on a remote host such items are
     /// `unknown`). The accelerator probe boots a 512-byte guest under each accelerator; its
     /// results are kept for a day unless `refresh`.
-    /// - Parameter pkiPath: the folder with the TLS client certificate (libvirt's `pkipath`:
-    ///   cacert.pem, clientcert.pem, clientkey.pem); default `VMDRIVER_PKIPATH`, else libvirt's
-    ///   default paths under /etc/pki.
+    /// - Parameters:
+    ///   - refresh: probe again even when the kept results are less than a day old.
+    ///   - pkiPath: the folder with the TLS client certificate (libvirt's `pkipath`:
+    ///     cacert.pem, clientcert.pem, clientkey.pem); default `VMDRIVER_PKIPATH`, else libvirt's
+    ///     default paths under /etc/pki.
     public func capabilities(refresh: Bool = false, pkiPath: String? = nil) async throws(VMDriverError) -> Capabilities {
         try await CapabilityProbe(host: self, refresh: refresh, pkiPath: pkiPath).run()
     }

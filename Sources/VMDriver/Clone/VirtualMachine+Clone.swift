@@ -20,6 +20,8 @@ extension VirtualMachine {
     /// by libvirt (`HostStorage`), never at the same path on this machine.
     ///
     /// - Parameters:
+    ///   - name: the clone's name (a new UUID, MACs and file names come with it).
+    ///   - type: full (independent copies) or linked (overlays on frozen images).
     ///   - snapshot: clone the VM as it was at this snapshot (see `createSnapshot`).
     ///   - destination: the directory for the clone's disks; a path ending in `.vmx` (VIX's
     ///     destConfigPathName): the disks go in its folder and opening that path finds the
