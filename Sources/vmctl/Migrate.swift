@@ -47,6 +47,7 @@ struct Migrate: AsyncParsableCommand {
                             : "VM '\(machine.name)' cannot migrate to \(destination):")
                     for problem in answer.problems { print("  [code \(problem.code.rawValue)] \(problem.message)") }
                     for decision in answer.decisions { print("  - \(decision)") }
+                    if let forecast = answer.forecast { Self.render(forecast) }
                 }
                 if let first = answer.problems.first { throw VMDriverError(first.code, "not migratable: \(first.message)") }
                 return
@@ -139,6 +140,30 @@ struct TransferTuningOptions: ParsableArguments {
         options.autoConverge = autoConverge
         options.postcopy = postcopy
         options.timeout = timeout.map { .milliseconds(Int64($0 * 1000)) }
+    }
+}
+
+extension Migrate {
+    static func render(_ forecast: MigrationForecast) {
+        if let cpu = forecast.cpu {
+            print(
+                "CPU: \(cpu.verdict)"
+                    + (cpu.missingFeatures.isEmpty ? "" : ", missing \(cpu.missingFeatures.joined(separator: ", "))")
+                    + (cpu.verdict == "not compared" ? " (\(cpu.note ?? ""))" : ""))
+        }
+        if let rate = forecast.dirtyRate { print("Dirty rate: \(rate.mibPerSecond) MiB/s (sampled over \(rate.seconds) s)") }
+        if let p = forecast.prediction {
+            if p.converges {
+                print(
+                    "Prediction at \(p.bandwidthMiBps) MiB/s: plain pre-copy converges in \(p.passes ?? 0) passes, "
+                        + String(format: "%.1f s", p.seconds ?? 0) + ", downtime about \(p.downtimeMilliseconds ?? 0) ms")
+            } else {
+                print(
+                    "Prediction at \(p.bandwidthMiBps) MiB/s: plain pre-copy does not converge (the guest dirties \(p.dirtyMiBps) MiB/s "
+                        + "of \(p.memoryMiB) MiB); the policy will need \(p.policyStep)")
+            }
+        }
+        for note in forecast.notes { print("Note: \(note)") }
     }
 }
 

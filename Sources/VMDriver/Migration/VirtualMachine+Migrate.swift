@@ -13,6 +13,9 @@ public struct MigrationCheck: Sendable, Codable, Equatable {
     public var problems: [Problem]
     /// What VMDriver would do: type, storage mode, security, flags.
     public var decisions: [String]
+    /// The guest CPU against the target's, the dirty rate sampled now, and what pre-copy will
+    /// do at the bandwidth cap (nil when the target could not be reached).
+    public var forecast: MigrationForecast?
 }
 
 extension VirtualMachine {
@@ -75,10 +78,21 @@ extension VirtualMachine {
     }
 
     /// Checks whether the VM could migrate, changing nothing, and lists every reason it could not.
+    /// It also forecasts the move: the guest CPU compared on the target
+    /// (`virConnectCompareHypervisorCPU`; incompatible is code 6 naming the missing features),
+    /// for a running VM a one-second sample of its dirty rate (`virDomainStartDirtyRateCalc`),
+    /// and with a bandwidth cap what plain pre-copy will do: passes, time, downtime, whether it
+    /// converges, and which step of the convergence policy it will need.
     public func checkMigration(to destination: String, options: MigrationOptions = MigrationOptions()) async -> MigrationCheck {
         let made = await MigrationPlan.make(vm: self, destination: destination, options: options, collectAll: true)
         let plan = made.0
         var problems = made.1
+        var forecast: MigrationForecast?
+        if let plan {
+            let (predicted, cpuProblems) = await self.forecast(plan: plan, options: options)
+            forecast = predicted
+            problems += cpuProblems
+        }
         try? await plan?.destinationHost.close()
         // Another operation in progress (or one whose process died) would refuse it too.
         do throws(VMDriverError) {
@@ -86,6 +100,6 @@ extension VirtualMachine {
         } catch {
             problems.insert(MigrationCheck.Problem(code: error.code, message: error.message), at: 0)
         }
-        return MigrationCheck(problems: problems, decisions: plan?.decisions ?? [])
+        return MigrationCheck(problems: problems, decisions: plan?.decisions ?? [], forecast: forecast)
     }
 }
