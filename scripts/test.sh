@@ -91,7 +91,7 @@ bash scripts/install-c-api.sh "$c_api_prefix"
 export VMDRIVER_C_API_PREFIX="$c_api_prefix"
 # vmctl as the README installs it, with its manual page and completions, from this build (the
 # CLI tests read them; zsh and fish check their scripts' syntax).
-bash scripts/apt-ensure.sh zsh fish
+bash scripts/apt-ensure.sh zsh fish man-db groff-base
 vmctl_prefix=$(mktemp -d /tmp/vmdriver-vmctl.XXXXXX)
 log "installing vmctl, its manual page and completions under $vmctl_prefix"
 bash scripts/install-vmctl.sh --debug "$vmctl_prefix"
