@@ -4,7 +4,7 @@ import Foundation
 extension Domain {
     /// A measurement of how fast the guest dirties its memory.
     public struct DirtyRate: Sendable, Equatable {
-        /// VIR_DOMAIN_DIRTYRATE_*: 0 not started, 1 measuring, 2 measured.
+        /// libvirt's virDomainDirtyRateStatus: 0 not started, 1 measuring, 2 measured.
         public var status: Int32
         /// MiB the guest dirtied per second over the period, once measured.
         public var megabytesPerSecond: Int64?
@@ -17,8 +17,8 @@ extension Domain {
         try call("virDomainStartDirtyRateCalc") { virDomainStartDirtyRateCalc(pointer, seconds, 0) }
     }
 
-    /// The last dirty-rate measurement. Calls `virDomainListGetStats` with
-    /// VIR_DOMAIN_STATS_DIRTYRATE.
+    /// The last dirty-rate measurement.
+    /// Calls `virDomainListGetStats` with the dirty-rate group (VIR_DOMAIN_STATS_DIRTYRATE).
     public func dirtyRate() throws(LibvirtError) -> DirtyRate {
         var domains: [virDomainPtr?] = [pointer, nil]
         var records: UnsafeMutablePointer<virDomainStatsRecordPtr?>? = nil

@@ -11,8 +11,10 @@ extension ClonePlan {
         let host = source.host
         let label = source.label
         let created = CreatedFiles()
-        try await record.write()
         do throws(VMDriverError) {
+            // Inside: a source deleted before its record is written is a failed clone (2),
+            // said as such, like one deleted later.
+            try await record.write()
             let directory = self.directory
             let storage = host.storage
             let madeFolder = try await host.blocking("cannot create clone destination \(directory)") { _ in
