@@ -18,7 +18,11 @@ outputs=(bootsector.img probe.img vmlinuz initrd.img data.qcow2
 # Order matters: each module needs the ones before it (PLATFORM.md). evdev + button give
 # busybox acpid the ACPI power button (virsh shutdown).
 modules=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk
-  evdev button)
+  evdev button
+  # the NoCloud seed on the IDE CD-ROM (clone --hostname)
+  scsi_common scsi_mod libata ata_piix cdrom sr_mod isofs
+  # a NIC on the isolated test network (udhcpc)
+  failover net_failover virtio_net)
 kernel_meta=linux-image-cloud-amd64
 
 log() { printf 'fixtures: %s\n' "$*" >&2; }
@@ -129,6 +133,7 @@ for m in "${modules[@]}"; do
 done
 install -m 0755 "$here/linux/init" "$root/init"
 install -m 0755 "$here/linux/poweroff" "$root/etc/acpi/PWRF/00000080"
+install -m 0755 "$here/linux/udhcpc.script" "$root/etc/udhcpc.script"
 gcc -static -O2 -s -o "$root/bin/dirty" "$here/linux/dirty.c" ||
   die "gcc -static failed (is libc6-dev installed?)"
 gcc -static -O2 -s -o "$root/bin/seqwrite" "$here/linux/seqwrite.c" ||

@@ -14,6 +14,8 @@ packages=(
   busybox-static cpio e2fsprogs binutils
   # the two-host testbed and TLS
   iproute2 gnutls-bin
+  # clone --hostname: the NoCloud seed ISO; the isolated test network's DHCP (dnsmasq)
+  genisoimage dnsmasq-base
   pkg-config
 )
 

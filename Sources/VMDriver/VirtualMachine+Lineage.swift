@@ -79,7 +79,8 @@ extension VirtualMachine {
                         + ") and may rest on its images from there; promote or delete them where they are, or pass --force "
                         + "if they are gone")
             }
-            let lineage = CloneDefinition.lineage(in: try domain.xmlDescription([.inactive]))
+            let definition = try domain.xmlDescription([.inactive])
+            let lineage = CloneDefinition.lineage(in: definition)
             var removable: [String] = []
             if withStorage {
                 let layout = try DiskLayout.read(domain: domain, host: host, label: label)
@@ -87,6 +88,12 @@ extension VirtualMachine {
                 // Frozen images live on in clones (with --force) and shared bases in other VMs.
                 removable = layout.disks.flatMap { [$0.path] + $0.chain.map(\.path) }.filter { !usedElsewhere.contains($0) }
                 if let nvram = layout.nvram { removable.append(nvram) }
+                // Its cloud-init seed is its own (other read-only disks are shared, and stay).
+                if let seed = (try? XMLTree.parse(definition)).flatMap(NoCloudSeed.recorded(in:)),
+                    !usedElsewhere.contains(seed.path)
+                {
+                    removable.append(seed.path)
+                }
             }
             try domain.undefine([.managedSave, .snapshotsMetadata, withStorage ? .nvram : .keepNVRAM])
             // A linked clone deleted here is one its parent no longer has to keep (once it is

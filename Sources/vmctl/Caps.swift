@@ -57,6 +57,7 @@ struct Caps: AsyncParsableCommand {
             }
         }
         section("Clone types:", caps.cloneTypes)
+        section("Clone identity:", caps.cloneIdentity)
         section("Migration types:", caps.migrationTypes)
         section("Transports:", caps.transports)
         section("Security levels:", caps.securityLevels)

@@ -8,7 +8,12 @@ struct Clone: AsyncParsableCommand {
         discussion: """
             A linked clone's disks are qcow2 overlays on the source's frozen images: without --snapshot \
             the source is snapshotted first (it goes on writing to a new overlay). A full clone copies \
-            every disk; a running source never stops.
+            every disk; a running source never stops. A clone is its source inside (hostname, machine-id, \
+            SSH host keys) unless it is given a new identity: --hostname, --ssh-key, --user-data or \
+            --network-config attach a NoCloud seed (NAME-cidata.iso beside its disks, a read-only CD-ROM \
+            labelled cidata whose meta-data holds a new instance-id and the hostname) that cloud-init in the \
+            guest reads on its first boot; --sysprep resets the identity in the disks with virt-sysprep, for \
+            guests without cloud-init (vmctl caps tells whether this host can).
             """)
 
     @ParentCommand var root: VMCtl
@@ -34,6 +39,8 @@ struct Clone: AsyncParsableCommand {
     @Flag(help: "Start the clone once it is made.")
     var start = false
 
+    @OptionGroup(title: "Identity inside the clone") var identity: IdentityOptions
+
     struct Result: Encodable {
         var clone: VMDetails
         var type: CloneType
@@ -43,8 +50,9 @@ struct Clone: AsyncParsableCommand {
     func run() async throws {
         Interrupts.shared.arm()
         try await root.connection.withHost { host async throws(VMDriverError) in
+            let options = try identity.cloneOptions()
             let vm = try await host.open(source)
-            let job = try await vm.clone(name: name, type: type, snapshot: snapshot, destination: dest)
+            let job = try await vm.clone(name: name, type: type, snapshot: snapshot, destination: dest, options: options)
             let clone = try await ProgressBar.follow(job)
             if start { try await clone.start() }
             let details = try await clone.details()
@@ -56,6 +64,55 @@ struct Clone: AsyncParsableCommand {
                 print(Render.details(details))
             }
         }
+    }
+}
+
+struct IdentityOptions: ParsableArguments {
+    @Option(
+        help: ArgumentHelp("The clone's hostname, given to cloud-init by a NoCloud seed (default: its name).", valueName: "name"))
+    var hostname: String?
+
+    @Option(
+        name: .customLong("ssh-key"),
+        help: ArgumentHelp("An SSH public key file for the seed's public-keys (repeatable).", valueName: "file"))
+    var sshKeys: [String] = []
+
+    @Option(help: ArgumentHelp("The seed's user-data (#cloud-config …), verbatim.", valueName: "file"))
+    var userData: String?
+
+    @Option(help: ArgumentHelp("The seed's network-config (cloud-init's version 1 or 2), verbatim.", valueName: "file"))
+    var networkConfig: String?
+
+    @Flag(help: "Reset machine-id, SSH host keys and hostname in the clone's disks with virt-sysprep.")
+    var sysprep = false
+
+    /// The options, with the files read (on this machine: they are the caller's, wherever the
+    /// host is). A file that cannot be read is code 4 naming it.
+    func cloneOptions() throws(VMDriverError) -> CloneOptions {
+        func read(_ path: String, _ what: String) throws(VMDriverError) -> String {
+            do {
+                return try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw VMDriverError(.invalidParameter, "cannot read the \(what) file \(path): \(error.localizedDescription)")
+            }
+        }
+        var keys: [String] = []
+        for file in sshKeys {
+            let lines = try read(file, "SSH key").split(whereSeparator: \.isNewline).map(String.init)
+                .filter { !$0.allSatisfy(\.isWhitespace) && !$0.hasPrefix("#") }
+            if lines.isEmpty { throw VMDriverError(.invalidParameter, "the SSH key file \(file) holds no key") }
+            for line in lines {
+                if let problem = CloneOptions.publicKeyProblem(line) {
+                    throw VMDriverError(.invalidParameter, "the SSH key file \(file) \(problem)")
+                }
+            }
+            keys += lines
+        }
+        return CloneOptions(
+            hostname: hostname, sshKeys: keys,
+            userData: try userData.map { path throws(VMDriverError) in try read(path, "user-data") },
+            networkConfig: try networkConfig.map { path throws(VMDriverError) in try read(path, "network-config") },
+            sysprep: sysprep)
     }
 }
 

@@ -121,6 +121,37 @@ struct RemoteStorageTests {
         #expect(decoys.touched().isEmpty, "local files were touched: \(decoys.touched())")
     }
 
+    @Test func aSeededCloneGetsItsSeedOnTheHostAndTakesTheHostname() async throws {
+        let guest = TestbedGuest("stor-seed", placement: .local(hosta), domainType: domainType)
+        let decoys = Decoys()
+        defer {
+            guest.cleanUp()
+            decoys.remove()
+        }
+        try await shutOffGuest(guest, tag: "src")
+        let clone = "\(guest.name)-c"
+        let seed = "/var/lib/libvirt/images/\(clone)-cidata.iso"
+        // Here, a file at the seed's path: a seed written here would overwrite it.
+        try decoys.plant(seed)
+
+        let result = try vmctl("clone", guest.name, clone, "--linked", "--hostname", "remote-01", "--start")
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(decoys.touched().isEmpty, "local files were touched: \(decoys.touched())")
+        #expect(FileManager.default.fileExists(atPath: fromHere(seed)), "no seed on hosta")
+        let log = SerialLog(url: URL(fileURLWithPath: fromHere("\(clone)-serial0.log")))
+        #expect(
+            await Integration.waitFor(90) { log.lines().contains("VMDRIVER-HOSTNAME remote-01") },
+            "the clone printed \(log.lines().suffix(8))")
+
+        let connection = try Testbed.connection(hosta)
+        defer { try? connection.close() }
+        try? connection.lookupDomain(name: clone).destroy()
+        let deleted = try vmctl("delete", clone, "--with-storage")
+        #expect(deleted.status == 0, "\(deleted.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: fromHere(seed)), "hosta's seed is still there")
+        #expect(decoys.touched().isEmpty, "local files were touched: \(decoys.touched())")
+    }
+
     @Test func aPromotedLinkedCloneOutlivesItsDeletedParent() async throws {
         let guest = TestbedGuest("stor-promo", placement: .local(hosta), domainType: domainType)
         let decoys = Decoys()

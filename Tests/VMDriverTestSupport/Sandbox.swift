@@ -183,6 +183,14 @@ extension Integration {
         try? connection.close()
     }
 
+    /// The names of the domains qemu:///system has whose name starts with `prefix`, read
+    /// without VMDriver.
+    package static func domains(prefix: String) throws -> [String] {
+        let connection = try Connection(uri: uri)
+        defer { try? connection.close() }
+        return try connection.listAllDomains().compactMap { try? $0.name() }.filter { $0.hasPrefix(prefix) }
+    }
+
     /// The fixture disk's markers file, read from an image on the host (not through a guest).
     package static func markers(inImage path: String) throws -> [String] {
         let raw = FileManager.default.temporaryDirectory.appendingPathComponent("vmdriver-inspect-\(UUID().uuidString).raw").path

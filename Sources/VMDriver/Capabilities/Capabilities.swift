@@ -51,6 +51,13 @@ public struct Capabilities: Sendable, Codable, Equatable {
     public enum CloneType: String, Sendable, Codable, CodingKeyRepresentable, CaseIterable {
         case full, linked
     }
+    /// What can make a clone a new machine inside (`CloneOptions`).
+    public enum CloneIdentity: String, Sendable, Codable, CodingKeyRepresentable, CaseIterable {
+        /// A NoCloud seed for cloud-init (`hostname`, `sshKeys`, `userData`, `networkConfig`).
+        case seed
+        /// virt-sysprep on the clone's disks (`sysprep`).
+        case sysprep
+    }
     /// The migration types, as `MigrationOptions` names them; capabilities list hot, warm and
     /// cold (`auto` picks one of them).
     public typealias MigrationType = MigrationOptions.MigrationType
@@ -88,6 +95,7 @@ public struct Capabilities: Sendable, Codable, Equatable {
     /// The domain type to give a Linux guest here: `kvm` when KVM runs Linux guests, else `qemu` (TCG).
     public var linuxDomainType: String?
     public var cloneTypes: [CloneType: Support]
+    public var cloneIdentity: [CloneIdentity: Support]
     public var migrationTypes: [MigrationType: Support]
     public var transports: [Transport: Support]
     public var securityLevels: [SecurityLevel: Support]

@@ -93,7 +93,8 @@ struct CapabilityProbe {
             host: host.name, uri: host.uri, driver: host.driver, hypervisor: facts.type,
             hypervisorVersion: facts.version, libvirtVersion: facts.libvirt.description,
             accelerators: accelerators, linuxDomainType: linuxType,
-            cloneTypes: cloneTypes, migrationTypes: migrationTypes, transports: transports,
+            cloneTypes: cloneTypes, cloneIdentity: [.seed: NoCloudSeed.support, .sysprep: Sysprep.support(on: host)],
+            migrationTypes: migrationTypes, transports: transports,
             securityLevels: security,
             destinationHostFormats: isQEMU ? Capabilities.DestinationFormat.allCases : [],
             features: features)

@@ -47,11 +47,14 @@ struct CloneDefinition {
     ///   - logDirectory: where the clone's serial/console log files go.
     ///   - nvram: the clone's NVRAM file, when the source has one.
     ///   - vmxPath: the `.vmx` path the clone answers to (VixVM_Clone's destConfigPathName).
+    ///   - seed: the clone's own NoCloud seed and its path; a seed the source had is never kept.
     func rewritten(
         name: String, uuid: UUID? = nil, disks: [String: (path: String, format: String)], logDirectory: String,
-        nvram: String?, lineage: Lineage?, vmxPath: String? = nil
+        nvram: String?, lineage: Lineage?, vmxPath: String? = nil, seed: ClonePlan.Seed? = nil
     ) -> String {
         let root = self.root
+        // The source's identity is not the clone's.
+        NoCloudSeed.detach(from: root)
         // Only the text: a <name> with elements inside would not read back as the name.
         root.child("name")?.removeChildren { _ in true }
         root.child("name")?.text = name
@@ -107,6 +110,7 @@ struct CloneDefinition {
             (root.child("metadata") ?? root.append("metadata")).append(
                 "vmdriver:vmx", attributes: [("xmlns:vmdriver", VMXRecord.namespace), ("path", vmxPath)])
         }
+        if let seed { seed.seed.attach(path: seed.path, unit: seed.unit, to: root) }
         if let lineage {
             let metadata = root.child("metadata") ?? root.append("metadata")
             let record = metadata.append(

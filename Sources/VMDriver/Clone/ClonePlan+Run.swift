@@ -54,6 +54,22 @@ extension ClonePlan {
                     try storage.copyImage(plan, handle: handle, created: { created.add(nvram.target) }) { _ in }
                 }
             }
+            if let seed {
+                context.report(JobProgress(phase: "making the cloud-init seed", percent: 93))
+                try await host.blocking("cannot make the cloud-init seed of '\(name)'") { _ in
+                    let image = try seed.seed.image(handle: handle)
+                    try storage.write(image, to: seed.path) { created.add(seed.path) }
+                }
+            }
+            if sysprep {
+                context.report(JobProgress(phase: "resetting the clone's identity (virt-sysprep)", percent: 94))
+                let disks = self.disks.map { (path: $0.target, format: $0.format) }
+                let hostname = seed?.seed.hostname
+                try await host.blocking("cannot reset the identity of '\(name)'", lane: .long) { _ in
+                    try Sysprep.run(disks: disks, hostname: hostname, handle: handle)
+                }
+            }
+            try Task.checkCancellation(or: "clone '\(name)' of \(label)")
             context.report(
                 JobProgress(
                     phase: "registering the clone", percent: 95, bytesProcessed: copied, bytesRemaining: copied.map { _ in 0 },
@@ -233,7 +249,8 @@ extension ClonePlan {
                 name: plan.name, uuid: plan.uuid,
                 disks: Dictionary(
                     uniqueKeysWithValues: plan.disks.map { ($0.source.target, (path: $0.target, format: $0.format)) }),
-                logDirectory: plan.directory, nvram: plan.nvram?.target, lineage: lineage, vmxPath: plan.vmxPath)
+                logDirectory: plan.directory, nvram: plan.nvram?.target, lineage: lineage, vmxPath: plan.vmxPath,
+                seed: plan.seed)
             let clone = try connection.defineDomain(xml: xml)
             created.define(clone)
             if lineage != nil {

@@ -23,23 +23,40 @@ struct ClonePlan: Sendable {
     /// For a clone from a snapshot: the images it froze, per target.
     let snapshotBases: [String: VMDetails.BackingImage]
     let sourceState: VMState
-    /// The clone's UUID, chosen now so its record can tell a completed clone from a half-made one.
-    let uuid = UUID()
+    /// A clone's NoCloud seed: what it holds, its file, and its CD-ROM's place.
+    struct Seed: Sendable {
+        var seed: NoCloudSeed
+        var path: String
+        var unit: (dev: String, bus: String)
+    }
+
+    /// The clone's NoCloud seed, when the options ask for one.
+    let seed: Seed?
+    /// Run virt-sysprep on the clone's disks before it is registered.
+    let sysprep: Bool
+    /// The clone's UUID, chosen now so its record can tell a completed clone from a half-made one
+    /// (and its seed's instance-id is made of it).
+    let uuid: UUID
     /// The name of the temporary freeze a full clone of a running source makes for its copy.
     let copySnapshot = "vmdriver-copy-\(ClonePlan.stamp())-\(UUID().uuidString.prefix(6).lowercased())"
 
     static let locks = KeyedLock<UUID>()
 
     static func make(
-        source: VirtualMachine, name: String, type: CloneType, snapshot: String?, destination: String?
+        source: VirtualMachine, name: String, type: CloneType, snapshot: String?, destination: String?,
+        options: CloneOptions = CloneOptions()
     ) async throws(VMDriverError) -> ClonePlan {
         try CloneDefinition.validate(name: name)
         if let destination, let reason = Self.badDestination(destination) {
             throw VMDriverError(.invalidParameter, "clone destination \(destination.debugDescription) \(reason)")
         }
+        let hostname = try options.validated(cloneName: name)
         let host = source.host
         try (CapabilityProbe.cloneTypes(on: host)[type] ?? .unavailable("unknown clone type")).require(
             "a \(type.rawValue) clone", on: host.name)
+        if hostname != nil { try NoCloudSeed.support.require("a clone with a cloud-init seed", on: host.name) }
+        if options.sysprep { try Sysprep.support(on: host).require("a clone reset by virt-sysprep", on: host.name) }
+        let uuid = UUID()
         let label = source.label
         return try await host.blocking("cannot clone \(label)") { [domain = source.domain] connection in
             if (try? connection.lookupDomain(name: name)) != nil {
@@ -100,7 +117,14 @@ struct ClonePlan: Sendable {
                 return Disk(source: disk, target: "\(directory)/\(name)-\(disk.target).\(suffix)", format: format)
             }
             let nvram = layout.nvram.map { ($0, "\(directory)/\(name)_VARS.fd") }
-            let targets = disks.map(\.target) + [xmlFile, nvram?.1, vmxPath].compactMap { $0 }
+            var seed: Seed?
+            if let hostname {
+                seed = Seed(
+                    seed: NoCloudSeed(cloneUUID: uuid, hostname: hostname, options: options),
+                    path: "\(directory)/\(NoCloudSeed.fileName(clone: name))",
+                    unit: try NoCloudSeed.unit(in: try domain.xmlDescription([.inactive])))
+            }
+            let targets = disks.map(\.target) + [xmlFile, nvram?.1, vmxPath, seed?.path].compactMap { $0 }
             if let taken = targets.first(where: storage.exists) {
                 throw VMDriverError(
                     .invalidParameter, "cannot clone \(label) as '\(name)': \(taken) already exists (nothing was overwritten)")
@@ -110,7 +134,8 @@ struct ClonePlan: Sendable {
             }
             return ClonePlan(
                 source: source, name: name, type: type, snapshot: snapshot, directory: directory, xmlFile: xmlFile,
-                vmxPath: vmxPath, disks: disks, nvram: nvram, snapshotBases: bases, sourceState: state)
+                vmxPath: vmxPath, disks: disks, nvram: nvram, snapshotBases: bases, sourceState: state, seed: seed,
+                sysprep: options.sysprep, uuid: uuid)
         }
     }
 

@@ -29,7 +29,7 @@ final class CloneRecord: Sendable {
         record.cloneUUID = plan.uuid
         record.merges = plan.temporaryOverlays.map { OperationRecord.Merge(disk: $0.key, overlay: $0.value) }
             .sorted { $0.disk < $1.disk }
-        record.files = plan.disks.map(\.target) + [plan.nvram?.target, plan.xmlFile].compactMap { $0 }
+        record.files = plan.disks.map(\.target) + [plan.nvram?.target, plan.seed?.path, plan.xmlFile].compactMap { $0 }
         self.record = Mutex(record)
         (domain, host, label, directory) = (source.domain, source.host, source.label, plan.directory)
     }

@@ -28,17 +28,24 @@ extension VirtualMachine {
     ///     clone (the path is recorded, no file is written); or a path ending in `.xml` where
     ///     the clone's domain XML is written too (its disks beside it). Default: beside the
     ///     source's first disk.
-    /// - Throws: before the job starts: code 4 for a bad or taken name, an existing target file
-    ///   or an unknown snapshot; code 5 for a linked clone of a VM suspended to disk; code 1 when
-    ///   the host cannot make this clone. The job ends with code 2 (or cancellation) after
-    ///   removing every file and definition it made.
+    ///   - options: a new identity inside: a NoCloud seed for cloud-init (written beside the
+    ///     disks as `NAME-cidata.iso` and attached as a read-only CD-ROM), or virt-sysprep on the
+    ///     copied disks (see `CloneOptions`).
+    /// - Throws: before the job starts: code 4 for a bad or taken name, an existing target file,
+    ///   an unknown snapshot, or a bad hostname, SSH key or user-data; code 5 for a linked clone
+    ///   of a VM suspended to disk; code 1 when the host cannot make this clone (for a seed, no
+    ///   ISO builder here; for sysprep, no virt-sysprep, no appliance kernel, or a remote host).
+    ///   The job ends with code 2 (or cancellation) after removing every file and definition it
+    ///   made.
     public func clone(
-        name: String, type: CloneType = .full, snapshot: String? = nil, destination: String? = nil
+        name: String, type: CloneType = .full, snapshot: String? = nil, destination: String? = nil,
+        options: CloneOptions = CloneOptions()
     ) async throws(VMDriverError) -> Job<VirtualMachine> {
         // Not while another process migrates or promotes the VM (code 5 naming it). Clones of one
         // VM may run side by side, each with a record of its own.
         try await OperationClaim.check(self, clones: false)
-        let plan = try await ClonePlan.make(source: self, name: name, type: type, snapshot: snapshot, destination: destination)
+        let plan = try await ClonePlan.make(
+            source: self, name: name, type: type, snapshot: snapshot, destination: destination, options: options)
         // Its own record on the source, written before it makes anything: what a later
         // `vmctl abort` removes should this process die mid-clone.
         let record = try CloneRecord(plan)
