@@ -25,12 +25,17 @@ started=()
 was_running virtlogd || started+=(virtlogd)
 was_running libvirtd || started+=(libvirtd)
 testbed_started=no
+testnet_started=no
 # The main run's output, kept so that a failure is summed up last, where CI's tail shows it.
 test_log=$(mktemp /tmp/vmdriver-test.XXXXXX)
 
 cleanup() {
   local status=$?
   bash scripts/sweep.sh || true
+  if [ "$testnet_started" = yes ]; then
+    log "removing the isolated test network (this script made it)"
+    bash scripts/testnet.sh down || true
+  fi
   if [ "$testbed_started" = yes ]; then
     log "taking the testbed down (this script brought it up)"
     bash scripts/testbed.sh down || true
@@ -70,6 +75,11 @@ done < <(bash scripts/testbed.sh up)
   log "the testbed did not come up"
   exit 1
 }
+
+# The isolated network the guests' NICs go on (vmctl addresses, start --wait ip).
+bash scripts/testnet.sh status || testnet_started=yes
+bash scripts/testnet.sh up >&2
+export VMDRIVER_TEST_NETWORK=vmdriver-isolated
 
 build_flags=()
 # CI treats warnings in our own code as errors.

@@ -1,6 +1,7 @@
 #ifndef VMDRIVER_CLIBVIRT_SHIM_H
 #define VMDRIVER_CLIBVIRT_SHIM_H
 #include <libvirt/libvirt.h>
+#include <libvirt/libvirt-qemu.h>
 #include <libvirt/virterror.h>
 #include <stdlib.h>
 #include <string.h>

@@ -8,6 +8,8 @@ public enum JobKind: String, Sendable, Codable {
     case promote
     case migrate
     case convert
+    /// A start that waits for the guest to be ready (`start(waitingFor:timeout:)`).
+    case start
 }
 
 /// Where a job is in its life.

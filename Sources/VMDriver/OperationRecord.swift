@@ -104,6 +104,7 @@ public struct OperationRecord: Sendable, Codable, Equatable {
             case .promote: "a promotion"
             case .convert: "a disk conversion"
             case .shutdown: "a shutdown"
+            case .start: "a start"
             }
         if operation == .clone, let targetName { return "\(what) '\(targetName)'" }
         return target.map { "\(what) to \($0)" } ?? what

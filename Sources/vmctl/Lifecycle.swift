@@ -39,15 +39,6 @@ extension SimpleLifecycleCommand {
     }
 }
 
-struct Start: SimpleLifecycleCommand {
-    static let configuration = CommandConfiguration(abstract: "Start a VM.")
-    @ParentCommand var root: VMCtl
-    @OptionGroup var target: VMArgument
-    @OptionGroup var output: OutputOptions
-    static let verb = "Started"
-    static func act(on vm: VirtualMachine) async throws(VMDriverError) { try await vm.start() }
-}
-
 struct Destroy: SimpleLifecycleCommand {
     static let configuration = CommandConfiguration(abstract: "Stop a VM at once (pull the plug).")
     @ParentCommand var root: VMCtl

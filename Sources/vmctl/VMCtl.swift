@@ -16,7 +16,7 @@ struct VMCtl: AsyncParsableCommand {
         subcommands: [
             Open.self, List.self, Start.self, Shutdown.self, Destroy.self, Suspend.self, Save.self, Resume.self, Caps.self,
             Clone.self, Clones.self, Promote.self, Convert.self, Delete.self, Snapshot.self, Migrate.self, Evacuate.self,
-            Watch.self,
+            Watch.self, Addresses.self,
             Jobs.self, Abort.self,
         ]
     )

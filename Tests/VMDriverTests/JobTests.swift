@@ -19,12 +19,15 @@ struct JobTests {
         #expect(job.state == .running)
         #expect(job.returnCode == .jobStarted)
         var seen: [String] = []
+        while job.latestProgress == nil { await Task.yield() }
+        // Subscribed here, before the gate opens: a task that subscribed later could see only
+        // the last report.
+        let reports = job.progress
         let observer = Task {
             var phases: [String] = []
-            for await progress in job.progress { phases.append(progress.phase) }
+            for await progress in reports { phases.append(progress.phase) }
             return phases
         }
-        while job.latestProgress == nil { await Task.yield() }
         gate.continuation.yield()
         #expect(try await job.wait() == 42)
         seen = await observer.value
