@@ -19,17 +19,23 @@ struct GuestReadinessTests {
         type = try #require(try await host.capabilities().linuxDomainType)
     }
 
-    /// A shut-off fixture VM in the sandbox, with a virtio NIC on the test network when `nic`.
-    func define(_ sandbox: Sandbox, nic: Bool) throws -> String {
+    /// A shut-off fixture VM in the sandbox, with a virtio NIC on the test network when `nic`;
+    /// with `agentChannel`, qemu-guest-agent's virtio-serial channel, and with `agent` the
+    /// initramfs that runs Debian's qemu-guest-agent on it.
+    func define(_ sandbox: Sandbox, nic: Bool, agentChannel: Bool = false, agent: Bool = false) throws -> String {
         try sandbox.copyDataDisk()
         let path = try sandbox.writeLinuxXML(domainType: type, tag: "ready")
+        var xml = try String(contentsOfFile: path, encoding: .utf8)
+        var devices = ""
         if nic {
-            let xml = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(
-                of: "<controller type='usb'",
-                with: "<interface type='network'><source network='\(Self.network)'/><model type='virtio'/></interface>"
-                    + "<controller type='usb'")
-            try xml.write(toFile: path, atomically: true, encoding: .utf8)
+            devices += "<interface type='network'><source network='\(Self.network)'/><model type='virtio'/></interface>"
         }
+        if agentChannel {
+            devices += "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+        }
+        xml = xml.replacingOccurrences(of: "<controller type='usb'", with: devices + "<controller type='usb'")
+        if agent { xml = xml.replacingOccurrences(of: "initrd.img", with: "initrd-agent.img") }
+        try xml.write(toFile: path, atomically: true, encoding: .utf8)
         let connection = try Connection(uri: Integration.uri)
         defer { try? connection.close() }
         return try connection.defineDomain(xml: try String(contentsOfFile: path, encoding: .utf8)).name()
@@ -115,6 +121,45 @@ struct GuestReadinessTests {
                 .compactMap { $0.split(separator: " ").last?.split(separator: "/").first.map(String.init) }
             #expect(found == listed, "vmctl: \(arp.stdout); virsh: \(virshLists)")
         }
+    }
+
+    @Test func waitAgentReturnsOnceQemuGuestAgentAnswersAndItKnowsTheAddress() async throws {
+        let sandbox = try Sandbox("ready-agent")
+        defer { sandbox.cleanUp() }
+        let name = try define(sandbox, nic: true, agentChannel: true, agent: true)
+        let result = try VMCtl.run("start", name, "--wait", "agent", "--timeout", "120", "--json")
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(
+            sandbox.serialLines().contains { $0.hasPrefix("VMDRIVER-AGENT /dev/vport") }, "\(sandbox.serialLines().suffix(6))")
+        // The agent reports the guest's own interface (eth0) with the address the guest leased.
+        let log = sandbox.log
+        #expect(await Integration.waitFor(60) { !leasedInside(log).isEmpty }, "\(log.lines().suffix(6))")
+        var found: [String: Any]?
+        let answered = await Integration.waitFor(30) {
+            guard let run = try? VMCtl.run("addresses", name, "--source", "agent", "--json"), run.status == 0,
+                let list = try? run.json() as? [[String: Any]], let first = list.first,
+                (first["addresses"] as? [[String: Any]])?.isEmpty == false
+            else { return false }
+            found = first
+            return true
+        }
+        #expect(answered)
+        #expect(found?["name"] as? String == "eth0")
+        #expect(found?["source"] as? String == "agent")
+        #expect(
+            ((found?["addresses"] as? [[String: Any]])?.first?["address"] as? String).map { leasedInside(log).contains($0) }
+                == true)
+    }
+
+    @Test func aChannelWithNoAgentBehindItTimesOutWithTheVMRunning() async throws {
+        let sandbox = try Sandbox("ready-noagent")
+        defer { sandbox.cleanUp() }
+        // The channel is there; the guest (the plain initramfs) runs no agent on it.
+        let name = try define(sandbox, nic: false, agentChannel: true)
+        let result = try VMCtl.run("start", name, "--wait", "agent", "--timeout", "8")
+        #expect(result.status == 3, "\(result.stderr)")
+        #expect(result.stderr.contains("left running"), "\(result.stderr)")
+        #expect(try isRunning(name))
     }
 
     @Test func conditionsTheVMCannotShowAreCode1BeforeItStarts() async throws {
