@@ -143,12 +143,27 @@ struct RemoteStorageTests {
             await Integration.waitFor(90) { log.lines().contains("VMDRIVER-HOSTNAME remote-01") },
             "the clone printed \(log.lines().suffix(8))")
 
-        let connection = try Testbed.connection(hosta)
-        defer { try? connection.close() }
-        try? connection.lookupDomain(name: clone).destroy()
-        let deleted = try vmctl("delete", clone, "--with-storage")
+        // Live to hostb (neither host sees the other's images folder): the seed, which libvirt's
+        // storage copy leaves out (read-only), goes with the VM, and leaves hosta.
+        let beats = log.heartbeats().count
+        let moved = try vmctl("migrate", clone, Testbed.Name.hostb.address, "--json")
+        #expect(moved.status == 0, "\(moved.stderr)")
+        let onB = "\(Testbed.Name.hostb.imagesFromHere)/\(clone)-cidata.iso"
+        #expect(FileManager.default.contents(atPath: onB)?.count ?? 0 > 0, "no seed on hostb")
+        #expect(!FileManager.default.fileExists(atPath: fromHere(seed)), "hosta kept its copy of the seed")
+        let hostb = try Testbed.connection(.hostb)
+        defer { try? hostb.close() }
+        let definition = try DomainXML(parsing: try hostb.lookupDomain(name: clone).xmlDescription([.inactive]), origin: "hostb")
+        #expect(definition.disks.contains { $0.device == "cdrom" && $0.path == seed }, "\(definition.disks.map(\.path))")
+        // The guest runs on without a reboot: hostb's log (its own file at the same path) goes
+        // on counting the heartbeats hosta's stopped at, with no boot in it.
+        let logB = SerialLog(url: URL(fileURLWithPath: "\(Testbed.Name.hostb.imagesFromHere)/\(clone)-serial0.log"))
+        #expect(await Integration.waitFor(20) { (logB.heartbeats().last ?? 0) > beats + 3 }, "\(logB.lines().suffix(5))")
+        #expect(logB.boots() == 0 && log.boots() == 1)
+        try? hostb.lookupDomain(name: clone).destroy()
+        let deleted = try VMCtl.run(["-c", Testbed.Name.hostb.uri, "delete", clone, "--with-storage"])
         #expect(deleted.status == 0, "\(deleted.stderr)")
-        #expect(!FileManager.default.fileExists(atPath: fromHere(seed)), "hosta's seed is still there")
+        #expect(!FileManager.default.fileExists(atPath: onB), "hostb's seed is still there")
         #expect(decoys.touched().isEmpty, "local files were touched: \(decoys.touched())")
     }
 

@@ -30,6 +30,17 @@ struct MigrationFacts: Sendable {
     var inactiveXML: String?
     /// The VM's snapshots, which travel with it (SnapshotCarry).
     var snapshots = SnapshotCarry(snapshots: [])
+    /// The VM's cloud-init seed (`NoCloudSeed`), a read-only file of its own that libvirt's
+    /// storage copy leaves behind.
+    var seed: SeedFacts?
+
+    struct SeedFacts: Sendable, Equatable {
+        var path: String
+        /// Both hosts see its folder (nil: cannot tell, or not asked: --storage given).
+        var shared: Bool?
+        /// A file is where the seed would go on the target.
+        var occupied: Bool
+    }
 
     /// Gathers the facts. A folder no storage pool covers gets a transient pool on each host
     /// for the checks, taken away when they end.
@@ -104,6 +115,25 @@ struct MigrationFacts: Sendable {
                     }
                 }
             }
+            // The seed: its folder shared, or the file copied (beside the disks in --home).
+            var seed: SeedFacts?
+            if let record = (try? XMLTree.parse(try domain.xmlDescription([.inactive]))).flatMap(NoCloudSeed.recorded(in:)) {
+                let directory = folder(record.path)
+                checking.cover(directory, connection: connection)
+                checking.cover(directory, connection: targetConnection)
+                let shared: Bool? =
+                    options.home != nil
+                    ? false
+                    : options.storage == .shared
+                        ? true
+                        : options.storage == .auto
+                            ? (baseFolders[directory] ?? shared[directory]
+                                ?? StoragePools.sameStorage(directory, source: connection, target: targetConnection)) : false
+                let path = options.home.map { "\($0)/\(PathName.last(record.path))" } ?? record.path
+                seed = SeedFacts(
+                    path: record.path, shared: shared,
+                    occupied: shared != true && (try? ImageInspector.volume(at: path, connection: targetConnection)) != nil)
+            }
             var occupied: [String] = []
             for disk in disks where shared[folder(disk.path)] != true || options.home != nil {
                 let path = options.home.map { "\($0)/\(PathName.last(disk.path))" } ?? disk.path
@@ -117,7 +147,7 @@ struct MigrationFacts: Sendable {
                 capacities: capacities, bases: bases, occupied: occupied,
                 liveXML: state.isActive ? try domain.xmlDescription([.migratable, .secure]) : nil,
                 inactiveXML: try? domain.xmlDescription([.inactive, .migratable, .secure]),
-                snapshots: snapshots)
+                snapshots: snapshots, seed: seed)
         }
     }
 }

@@ -17,6 +17,8 @@ extension MigrationPlan {
         var timeout: Duration
         var decisions: [String]
         var problems: [Problem]
+        /// The cloud-init seed copied to the target (from, to), when its folder is not shared.
+        var seed: (source: String, target: String)? = nil
     }
 
     static func decide(
@@ -158,22 +160,36 @@ extension MigrationPlan {
             autoConverge: caps.features[.autoConverge]?.status != .unavailable)
         let travelling = moves.filter { $0.mode != .shared }
         if let name = options.newName { parameters.destinationName = name }
+        // The seed: a read-only file libvirt does not copy. Where both hosts see it, it stays.
+        var seed: (source: String, target: String)?
+        if let facts = facts.seed, facts.shared != true {
+            seed = (facts.path, options.home.map { "\($0)/\(PathName.last(facts.path))" } ?? facts.path)
+            if facts.occupied {
+                fail(
+                    .invalidParameter,
+                    "\(seed?.target ?? facts.path) already exists on \(targetLabel), where \(label)'s cloud-init seed would be copied: remove or rename it"
+                )
+            }
+        }
+        let seedMoves = seed.map { $0.source != $0.target } ?? false
         // New paths (--home), flattened copies and new settings travel as destination XML.
         let newPaths = travelling.filter { $0.targetPath != $0.disk.path || ($0.mode == .copy && !$0.disk.chain.isEmpty) }
         let newSettings = options.memoryMiB != nil || options.vcpus != nil
         if type == .cold {
             // Offline, libvirt checks the destination XML against the source's ABI and defines
             // it as it is: new settings are defined on the target afterwards (execute).
-            if !newPaths.isEmpty, let xml = facts.inactiveXML {
-                parameters.destinationXML = Self.rewrite(xml, moves: newPaths, options: options, settings: false, rename: false)
+            if !newPaths.isEmpty || seedMoves, let xml = facts.inactiveXML {
+                parameters.destinationXML = Self.rewrite(
+                    xml, moves: newPaths, seed: seed, options: options, settings: false, rename: false)
             }
         } else {
-            if !newPaths.isEmpty, let xml = facts.liveXML {
+            if !newPaths.isEmpty || seedMoves, let xml = facts.liveXML {
                 parameters.destinationXML = Self.rewrite(
-                    xml, moves: newPaths, options: options, settings: false, rename: false)
+                    xml, moves: newPaths, seed: seed, options: options, settings: false, rename: false)
             }
-            if !newPaths.isEmpty || newSettings, let xml = facts.inactiveXML {
-                parameters.persistentXML = Self.rewrite(xml, moves: newPaths, options: options, settings: true, rename: true)
+            if !newPaths.isEmpty || seedMoves || newSettings, let xml = facts.inactiveXML {
+                parameters.persistentXML = Self.rewrite(
+                    xml, moves: newPaths, seed: seed, options: options, settings: true, rename: true)
             }
         }
         let memoryMiB = facts.memoryKiB / 1024
@@ -194,9 +210,12 @@ extension MigrationPlan {
                     + "redefined on \(targetLabel) (or back on \(sourceLabel) if it fails)")
         }
         if let home = options.home { decisions.append("home \(home) on \(targetLabel) (made if missing)") }
+        if let seed {
+            decisions.append("cloud-init seed \(seed.source): copied to \(seed.target) (read-only, libvirt does not copy it)")
+        }
         return Decision(
             type: type, storage: storage, moves: moves, flags: flags, parameters: parameters, timeout: timeout,
-            decisions: decisions, problems: problems)
+            decisions: decisions, problems: problems, seed: seed)
     }
 
     /// The libvirt flags and parameters of a migration, decided from the options and how each
@@ -463,7 +482,8 @@ extension MigrationPlan {
     /// The definition with the disks' new paths, the new name and (persistent only) the new
     /// memory and vCPU count.
     static func rewrite(
-        _ xml: String, moves: [DiskMove], options: MigrationOptions, settings: Bool, rename: Bool
+        _ xml: String, moves: [DiskMove], seed: (source: String, target: String)? = nil, options: MigrationOptions,
+        settings: Bool, rename: Bool
     ) -> String? {
         guard let root = try? XMLTree.parse(xml) else { return nil }
         // libvirt wants the source's name in the destination XML (the new one travels as a
@@ -471,6 +491,16 @@ extension MigrationPlan {
         if rename, let name = options.newName {
             root.child("name")?.removeChildren { _ in true }
             root.child("name")?.text = name
+        }
+        if let seed, seed.source != seed.target {
+            for disk in root.child("devices")?.children("disk") ?? []
+            where disk.child("source")?.attributes["file"] == seed.source {
+                disk.child("source")?.set("file", seed.target)
+            }
+            for record in root.child("metadata")?.children ?? []
+            where record.attributes.values.contains(NoCloudSeed.namespace) && record.attributes["path"] == seed.source {
+                record.set("path", seed.target)
+            }
         }
         for disk in root.child("devices")?.children("disk") ?? [] {
             guard let source = disk.child("source"), let file = source.attributes["file"],

@@ -85,6 +85,12 @@ extension MigrationPlan {
             if type != .cold { try await preparation.createImages(seeded) }
         }
 
+        // The cloud-init seed, read-only: copied while the VM runs on.
+        if let seed {
+            context.report(JobProgress(phase: "copying the cloud-init seed to \(destinationHost.label)", percent: 0))
+            try await preparation.copyFile(seed.source, to: seed.target, from: vm.host)
+            steps.append("copied the cloud-init seed \(PathName.last(seed.source)) to \(seed.target) on \(destinationHost.label)")
+        }
         if type == .cold && wasActive {
             context.report(JobProgress(phase: "shutting the guest down", percent: 0))
             if Task.isCancelled {
@@ -193,6 +199,9 @@ extension MigrationPlan {
                 }
             }
             steps += await removeSnapshotChainsFromSource()
+            if let seed, await removeFromSource(seed.source) {
+                steps.append("removed the source's copy of the cloud-init seed (\(seed.source))")
+            }
         }
         let elapsed = ContinuousClock.now - started
         return MigrationResult(

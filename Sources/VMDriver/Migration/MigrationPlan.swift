@@ -24,6 +24,8 @@ struct MigrationPlan: Sendable {
     let preparation: TargetPreparation
     /// The VM's snapshots, taken off the source for the move and redefined where it ends.
     let snapshots: SnapshotCarry
+    /// The cloud-init seed copied to the target (from, to), when its folder is not shared.
+    let seed: (source: String, target: String)?
 
     typealias Problem = MigrationCheck.Problem
 
@@ -119,7 +121,7 @@ struct MigrationPlan: Sendable {
             peerURI: peerURI, destinationHost: target, flags: decided.flags, parameters: decided.parameters,
             wasActive: facts.state.isActive, timeout: decided.timeout, targetName: targetName,
             decisions: decided.decisions, moves: decided.moves, preparation: TargetPreparation(target: target),
-            snapshots: facts.snapshots)
+            snapshots: facts.snapshots, seed: decided.seed)
         return (plan, problems)
     }
 }

@@ -322,7 +322,7 @@ final class TargetPreparation: Sendable {
     }
 
     /// Copies the file at `path` on the source to `targetPath` on the target, sparse.
-    private func copyFile(_ path: String, to targetPath: String, from source: Host) async throws(VMDriverError) {
+    func copyFile(_ path: String, to targetPath: String, from source: Host) async throws(VMDriverError) {
         let target = self.target
         let targetFolder = folder(targetPath)
         // An empty raw file the upload fills; libvirt reads its format afresh after. Listed (and
