@@ -37,10 +37,7 @@ struct Evacuate: AsyncParsableCommand {
 
     func run() async throws {
         Interrupts.shared.arm()
-        var options = MigrationOptions()
-        kind.apply(to: &options)
-        tuning.apply(to: &options)
-        options.clientPKIPath = pkipath ?? ProcessInfo.processInfo.environment["VMDRIVER_PKIPATH"]
+        let options = MigrationOptions(kind: kind, tuning: tuning, pkipath: pkipath)
         try await root.connection.withHost { host async throws(VMDriverError) in
             let job = try await host.evacuate(
                 to: targets, options: options, limit: EvacuationLimit(maxParallel: maxParallel, perTarget: perTarget),
@@ -51,13 +48,18 @@ struct Evacuate: AsyncParsableCommand {
             } else {
                 Self.table(result, since: job.startTime)
             }
-            guard result.code == .completed else {
-                let left = result.moves.filter { $0.code != .completed }.map(\.vm)
-                throw VMDriverError(
-                    result.code,
-                    "\(left.count) of \(result.moves.count) VMs did not move (\(left.joined(separator: ", ")))"
-                        + (result.cancelled ? ": the evacuation was cancelled" : ""))
-            }
+            try Self.requireAllMoved(result)
+        }
+    }
+
+    /// Throws the highest code among the VMs that did not move, naming them.
+    static func requireAllMoved(_ result: EvacuationResult) throws(VMDriverError) {
+        guard result.code == .completed else {
+            let left = result.moves.filter { $0.code != .completed }.map(\.vm)
+            throw VMDriverError(
+                result.code,
+                "\(left.count) of \(result.moves.count) VMs did not move (\(left.joined(separator: ", ")))"
+                    + (result.cancelled ? ": the moves were cancelled" : ""))
         }
     }
 

@@ -8,14 +8,22 @@ struct Migrate: AsyncParsableCommand {
         discussion: """
             DEST is a DNS name, an IPv4 or IPv6 address (optionally with :PORT, IPv6 as [ADDR]:PORT), or a \
             libvirt URI. Always peer-to-peer: the source's libvirtd connects to the target's. The target \
-            keeps the VM's definition and the source drops it unless --keep-source.
+            keeps the VM's definition and the source drops it unless --keep-source. Several VMs go with \
+            --to DEST (vmctl migrate web db --to hostb): at most --max-parallel at a time, one table of \
+            results, exit 0 only if every VM moved, as vmctl evacuate.
             """)
 
     @ParentCommand var root: VMCtl
     @OptionGroup var output: OutputOptions
 
-    @Argument(help: ArgumentHelp("The VM (name or UUID).", valueName: "vm")) var vm: String
-    @Argument(help: ArgumentHelp("Where to: host name, address or libvirt URI.", valueName: "dest")) var destination: String
+    @Argument(
+        help: ArgumentHelp(
+            "The VM (name or UUID) and where to (host name, address or libvirt URI); with --to, the VMs only.",
+            valueName: "vm dest"))
+    var arguments: [String] = []
+    @Option(name: .customLong("to"), help: ArgumentHelp("Where to, for one VM or several.", valueName: "dest"))
+    var to: String?
+    @Option(help: ArgumentHelp("Moves at once, when several VMs go.", valueName: "n")) var maxParallel = 2
 
     @OptionGroup(title: "What kind of move") var kind: MigrationKindOptions
     @OptionGroup(title: "The VM on the target") var shape: TargetShapeOptions
@@ -24,16 +32,36 @@ struct Migrate: AsyncParsableCommand {
     @Flag(help: "Only check whether the VM could migrate; change nothing.") var check = false
 
     var options: MigrationOptions {
-        var options = MigrationOptions()
-        kind.apply(to: &options)
-        shape.apply(to: &options)
-        tuning.apply(to: &options)
-        options.clientPKIPath = pkipath ?? ProcessInfo.processInfo.environment["VMDRIVER_PKIPATH"]
-        return options
+        MigrationOptions(kind: kind, shape: shape, tuning: tuning, pkipath: pkipath)
+    }
+
+    /// The VMs and the destination, from either form.
+    var vms: [String] { to == nil ? Array(arguments.prefix(1)) : arguments }
+    var destination: String { to ?? arguments.last ?? "" }
+
+    func validate() throws {
+        if to == nil {
+            guard arguments.count == 2 else {
+                throw ValidationError(
+                    arguments.count < 2
+                        ? "give the VM and where to (vmctl migrate VM DEST), or the VMs and --to DEST"
+                        : "several VMs take their destination as --to DEST (vmctl migrate \(arguments.joined(separator: " ")) would read the last as the destination)"
+                )
+            }
+        } else if arguments.isEmpty {
+            throw ValidationError("give the VMs to move to \(to ?? "")")
+        }
+        if vms.count > 1 {
+            if shape.name != nil { throw ValidationError("--name gives one VM a new name: move that VM on its own") }
+            if check { throw ValidationError("--check looks at one VM: check each on its own") }
+            if maxParallel < 1 { throw ValidationError("--max-parallel must be at least 1") }
+        }
     }
 
     func run() async throws {
         if !check { Interrupts.shared.arm() }
+        if vms.count > 1 { return try await moveSeveral() }
+        let vm = vms[0]
         try await root.connection.withHost { host async throws(VMDriverError) in
             let machine = try await host.open(vm)
             if check {
@@ -73,6 +101,37 @@ struct Migrate: AsyncParsableCommand {
                 for step in result.steps { print("  - \(step)") }
             }
         }
+    }
+}
+
+extension Migrate {
+    /// Several VMs to one destination, bounded as an evacuation is.
+    func moveSeveral() async throws {
+        let (options, destination, vms, limit) = (
+            self.options, self.destination, self.vms, EvacuationLimit(maxParallel: maxParallel, perTarget: maxParallel)
+        )
+        try await root.connection.withHost { host async throws(VMDriverError) in
+            let job = try await host.evacuate(to: [destination], options: options, limit: limit, vms: vms)
+            let result = try await ProgressBar.follow(job)
+            if output.json {
+                print(Render.json(result))
+            } else {
+                Evacuate.table(result, since: job.startTime)
+            }
+            try Evacuate.requireAllMoved(result)
+        }
+    }
+}
+
+extension MigrationOptions {
+    /// The options the command line gave (`migrate`, `evacuate`); vmctl's own pkipath defaults
+    /// to VMDRIVER_PKIPATH.
+    init(kind: MigrationKindOptions, shape: TargetShapeOptions? = nil, tuning: TransferTuningOptions, pkipath: String?) {
+        self.init()
+        kind.apply(to: &self)
+        shape?.apply(to: &self)
+        tuning.apply(to: &self)
+        clientPKIPath = pkipath ?? ProcessInfo.processInfo.environment["VMDRIVER_PKIPATH"]
     }
 }
 

@@ -76,6 +76,35 @@ struct EvacuateTests {
             #expect(guest.log.boots() == 1, "\(guest.name) never rebooted")
         }
     }
+
+    /// `vmctl migrate VM... --to DEST`: the VMs named go, one at a time with --max-parallel 1,
+    /// into one table; a third guest not named stays where it is.
+    @Test func migrateSeveralNamedVMsToOneDestination() async throws {
+        let guests = (1...2).map { TestbedGuest("multi\($0)", domainType: domainType) }
+        let bystander = TestbedGuest("multi-stay", domainType: domainType)
+        defer {
+            for guest in guests + [bystander] { guest.cleanUp() }
+        }
+        for guest in guests + [bystander] { try await guest.boot(on: .hosta) }
+        let beats = guests.map { $0.log.heartbeats().count }
+
+        let result = try VMCtl.run(
+            ["-c", Testbed.Name.hosta.uri, "migrate"] + guests.map(\.name)
+                + ["--to", Testbed.Name.hostb.address, "--max-parallel", "1", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try #require(try result.json() as? [String: Any])
+        let moves = try #require(json["moves"] as? [[String: Any]])
+        #expect(Set(moves.compactMap { $0["vm"] as? String }) == Set(guests.map(\.name)))
+        #expect(moves.allSatisfy { $0["code"] as? Int == 0 }, "\(moves)")
+        #expect(json["mostAtOnce"] as? Int == 1)
+        for (guest, count) in zip(guests, beats) {
+            #expect(try guest.hosts() == [.hostb], "\(guest.name) is on hostb only")
+            #expect(await guest.keepsBeating(after: count), "\(guest.name) beats on hostb")
+            #expect(guest.log.boots() == 1, "\(guest.name) never rebooted")
+        }
+        #expect(try bystander.hosts() == [.hosta], "the VM not named stays")
+        #expect(try bystander.state(on: .hosta) == .running)
+    }
 }
 
 extension EvacuateTests {
@@ -139,4 +168,5 @@ struct EvacuationTargetTests {
         #expect(
             EvacuationPlan.pick(memory: 512, targets: 2, free: [10, 10], sent: [0, 0], inFlight: [0, 0], perTarget: 2) == 0)
     }
+
 }
