@@ -222,6 +222,19 @@ extension Migrate {
                         + "of \(p.memoryMiB) MiB); the policy will need \(p.policyStep)")
             }
         }
+        if let tls = forecast.tls {
+            print("TLS to \(tls.dialled):")
+            for file in tls.files {
+                let expiry = file.expires.map { ", valid until \(ISO8601DateFormatter().string(from: $0))" } ?? ""
+                print("  \(file.role): \(file.path)\(expiry)\(file.problem.map { " (\($0))" } ?? "")")
+            }
+            if let subject = tls.serverSubject {
+                let expiry = tls.serverExpires.map { ", valid until \(ISO8601DateFormatter().string(from: $0))" } ?? ""
+                print("  the target presents \(subject)\(expiry)")
+            }
+            let names = tls.namesAddress.map { $0 ? "names the address dialled" : "does NOT name the address dialled" }
+            print("  \(names.map { "its certificate \($0); " } ?? "")GnuTLS: \(tls.status)")
+        }
         for note in forecast.notes { print("Note: \(note)") }
     }
 }

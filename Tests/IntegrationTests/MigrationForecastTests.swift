@@ -135,4 +135,44 @@ struct MigrationForecastTests {
         #expect(raw?.stderr.contains("avx512f") == true, "\(raw?.stderr ?? "")")
         #expect(try Testbed.domains(on: .hostb, prefix: name).isEmpty, "nothing moved")
     }
+
+    /// `--security normal`: the files vmctl's TLS connection uses, their expiry as certtool
+    /// reads them, and hostb's certificate as its libvirtd presents it at the address dialled.
+    @Test func tlsChecksTheFilesAndTheTargetsCertificateForTheAddressDialled() async throws {
+        let name = "vmdriver-tls-\(UUID().uuidString.prefix(6).lowercased())"
+        let image = "\(Testbed.shared)/\(name).img"
+        defer {
+            Integration.removeDomains(named: name, on: Testbed.Name.hosta.uri)
+            try? FileManager.default.removeItem(atPath: image)
+        }
+        try FileManager.default.copyItem(
+            atPath: Integration.fixtures.appendingPathComponent("bootsector.img").path, toPath: image)
+        let hosta = try Testbed.connection(.hosta)
+        defer { try? hosta.close() }
+        _ = try hosta.defineDomain(
+            xml: try Integration.fill(
+                "bootsector-domain.xml.in",
+                ["@NAME@": name, "@DISK@": image, "@SERIAL@": "/dev/null", "@DOMAIN_TYPE@": domainType]))
+
+        let check = try VMCtl.run([
+            "-c", Testbed.Name.hosta.uri, "migrate", name, Testbed.Name.hostb.address, "--check", "--type", "cold",
+            "--security", "normal", "--pkipath", Testbed.clientPKI, "--json",
+        ])
+        #expect(check.status == 0, "\(check.stderr)")
+        let json = try #require(try check.json() as? [String: Any])
+        let tls = try #require((json["forecast"] as? [String: Any])?["tls"] as? [String: Any], "\(check.stdout)")
+        let files = tls["files"] as? [[String: Any]] ?? []
+        #expect(
+            files.compactMap { $0["path"] as? String }
+                == ["cacert.pem", "clientcert.pem", "clientkey.pem"].map { "\(Testbed.clientPKI)/\($0)" })
+        // The expiry is the one certtool itself shows for the file.
+        let raw = try run("certtool", ["--certificate-info", "--infile", "\(Testbed.clientPKI)/clientcert.pem"])
+        let iso = ISO8601DateFormatter()
+        iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let expires = try #require((files[1]["expires"] as? String).flatMap(iso.date(from:)))
+        #expect(raw.contains("Not After: \(TLSProbe.certtoolString(expires))"), "\(raw)")
+        #expect(tls["dialled"] as? String == "\(Testbed.Name.hostb.address):16514")
+        #expect(tls["trusted"] as? Bool == true && tls["namesAddress"] as? Bool == true, "\(tls)")
+        #expect((tls["serverSubject"] as? String)?.contains("CN=hostb") == true, "\(tls)")
+    }
 }

@@ -11,6 +11,20 @@ struct PKI {
         self.path = path ?? environment["VMDRIVER_PKIPATH"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
+    /// The client's files, as libvirt reads them for qemu+tls:// (role, path).
+    var clientFiles: [(role: String, path: String)] {
+        if let path {
+            return [
+                ("CA certificate", "\(path)/cacert.pem"), ("client certificate", "\(path)/clientcert.pem"),
+                ("client key", "\(path)/clientkey.pem"),
+            ]
+        }
+        return [
+            ("CA certificate", "/etc/pki/CA/cacert.pem"), ("client certificate", "/etc/pki/libvirt/clientcert.pem"),
+            ("client key", "/etc/pki/libvirt/private/clientkey.pem"),
+        ]
+    }
+
     private func missing(_ paths: [String]) -> [String] {
         paths.filter { !FileManager.default.isReadableFile(atPath: $0) }
     }

@@ -39,6 +39,8 @@ public struct MigrationForecast: Sendable, Codable, Equatable {
     public var cpu: CPU?
     public var dirtyRate: DirtyRate?
     public var prediction: Prediction?
+    /// For security normal and high: the certificates, and the target's for the address dialled.
+    public var tls: TLS?
     /// What could not be forecast, and why.
     public var notes: [String] = []
 }

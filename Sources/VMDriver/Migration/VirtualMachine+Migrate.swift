@@ -82,7 +82,9 @@ extension VirtualMachine {
     /// (`virConnectCompareHypervisorCPU`; incompatible is code 6 naming the missing features),
     /// for a running VM a one-second sample of its dirty rate (`virDomainStartDirtyRateCalc`),
     /// and with a bandwidth cap what plain pre-copy will do: passes, time, downtime, whether it
-    /// converges, and which step of the convergence policy it will need.
+    /// converges, and which step of the convergence policy it will need. For security normal
+    /// and high, the TLS files used and their expiry, and whether the target's certificate, as
+    /// its libvirtd presents it, names the address dialled (not naming it is code 6).
     public func checkMigration(to destination: String, options: MigrationOptions = MigrationOptions()) async -> MigrationCheck {
         let made = await MigrationPlan.make(vm: self, destination: destination, options: options, collectAll: true)
         let plan = made.0
@@ -92,6 +94,17 @@ extension VirtualMachine {
             let (predicted, cpuProblems) = await self.forecast(plan: plan, options: options)
             forecast = predicted
             problems += cpuProblems
+        }
+        // TLS, whether or not the connection to the target worked: it says why one did not.
+        if options.security != .low, let parsed = try? MigrationDestination(parsing: destination) {
+            let pki = PKI(path: options.clientPKIPath)
+            let tls = try? await host.blocking("cannot check TLS") { _ in TLSProbe.check(destination: parsed, pki: pki) }
+            var withTLS = forecast ?? MigrationForecast()
+            withTLS.tls = tls
+            forecast = withTLS
+            let found = tls.map { TLSProbe.problems($0, security: options.security) } ?? []
+            // A failed TLS connection is said already; the probe's findings say why, first.
+            problems.insert(contentsOf: found, at: 0)
         }
         try? await plan?.destinationHost.close()
         // Another operation in progress (or one whose process died) would refuse it too.
