@@ -42,14 +42,19 @@ struct Evacuate: AsyncParsableCommand {
             let job = try await host.evacuate(
                 to: targets, options: options, limit: EvacuationLimit(maxParallel: maxParallel, perTarget: perTarget),
                 vms: vms.isEmpty ? nil : vms)
-            let result = try await ProgressBar.follow(job)
-            if output.json {
-                print(Render.json(result))
-            } else {
-                Self.table(result, since: job.startTime)
-            }
-            try Self.requireAllMoved(result)
+            try await Self.follow(job, json: output.json)
         }
+    }
+
+    /// Follows the moves to their end, prints the table (or JSON), and throws unless all moved.
+    static func follow(_ job: Job<EvacuationResult>, json: Bool) async throws(VMDriverError) {
+        let result = try await ProgressBar.follow(job)
+        if json {
+            print(Render.json(result))
+        } else {
+            table(result, since: job.startTime)
+        }
+        try requireAllMoved(result)
     }
 
     /// Throws the highest code among the VMs that did not move, naming them.

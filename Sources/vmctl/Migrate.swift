@@ -111,14 +111,8 @@ extension Migrate {
             self.options, self.destination, self.vms, EvacuationLimit(maxParallel: maxParallel, perTarget: maxParallel)
         )
         try await root.connection.withHost { host async throws(VMDriverError) in
-            let job = try await host.evacuate(to: [destination], options: options, limit: limit, vms: vms)
-            let result = try await ProgressBar.follow(job)
-            if output.json {
-                print(Render.json(result))
-            } else {
-                Evacuate.table(result, since: job.startTime)
-            }
-            try Evacuate.requireAllMoved(result)
+            try await Evacuate.follow(
+                try await host.evacuate(to: [destination], options: options, limit: limit, vms: vms), json: output.json)
         }
     }
 }

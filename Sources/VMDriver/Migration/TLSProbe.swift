@@ -142,32 +142,20 @@ enum TLSProbe {
     }
 
     /// certtool's "Fri Dec 03 13:19:00 UTC 2027".
-    static func certtoolDate(_ text: String) -> Date? { parse(text, "EEE MMM dd HH:mm:ss 'UTC' yyyy") }
+    static let certtoolFormat = "EEE MMM dd HH:mm:ss 'UTC' yyyy"
+    static func certtoolDate(_ text: String) -> Date? { formatter(certtoolFormat).date(from: text) }
     /// A date as certtool writes it.
-    static func certtoolString(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "EEE MMM dd HH:mm:ss 'UTC' yyyy"
-        return formatter.string(from: date)
-    }
-
+    static func certtoolString(_ date: Date) -> String { formatter(certtoolFormat).string(from: date) }
     /// gnutls-cli's "2036-11-30 13:12:07 UTC".
-    static func gnutlsDate(_ text: String) -> Date? { parse(text, "yyyy-MM-dd HH:mm:ss 'UTC'") }
+    static func gnutlsDate(_ text: String) -> Date? { formatter("yyyy-MM-dd HH:mm:ss 'UTC'").date(from: text) }
+    static func day(_ date: Date) -> String { formatter("yyyy-MM-dd").string(from: date) }
 
-    private static func parse(_ text: String, _ format: String) -> Date? {
+    /// A fixed-format formatter in UTC, whatever the locale.
+    private static func formatter(_ format: String) -> DateFormatter {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.dateFormat = format
-        return formatter.date(from: text)
-    }
-
-    static func day(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd"
-        return formatter.string(from: date)
+        return formatter
     }
 }

@@ -103,8 +103,9 @@ extension VirtualMachine {
             withTLS.tls = tls
             forecast = withTLS
             let found = tls.map { TLSProbe.problems($0, security: options.security) } ?? []
-            // A failed TLS connection is said already; the probe's findings say why, first.
-            problems.insert(contentsOf: found, at: 0)
+            // After the refusals of the input; before a failed TLS connection, which they explain.
+            let failedConnection = problems.firstIndex { $0.message.hasPrefix("cannot make a TLS connection") }
+            problems.insert(contentsOf: found, at: failedConnection ?? problems.endIndex)
         }
         try? await plan?.destinationHost.close()
         // Another operation in progress (or one whose process died) would refuse it too.
