@@ -209,7 +209,8 @@ extension Migrate {
             if p.converges {
                 print(
                     "Prediction at \(p.bandwidthMiBps) MiB/s: plain pre-copy converges in \(p.passes ?? 0) passes, "
-                        + String(format: "%.1f s", p.seconds ?? 0) + ", downtime about \(p.downtimeMilliseconds ?? 0) ms")
+                        + String(format: "%.1f s", p.seconds ?? 0) + ", downtime about \(p.downtimeMilliseconds ?? 0) ms "
+                        + "(at most: pages the guest never wrote go as zero-page flags, nearly free)")
             } else {
                 print(
                     "Prediction at \(p.bandwidthMiBps) MiB/s: plain pre-copy does not converge (the guest dirties \(p.dirtyMiBps) MiB/s "
