@@ -208,8 +208,3 @@ struct ReadinessWatch: Sendable {
         return data.count >= offset ? data.dropFirst(offset) : data
     }
 }
-
-extension Duration {
-    /// The duration in seconds, as a Double.
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

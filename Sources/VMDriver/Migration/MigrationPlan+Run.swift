@@ -207,7 +207,7 @@ extension MigrationPlan {
         return MigrationResult(
             vm: targetName, source: vm.host.name, destination: destinationHost.name, type: type, storage: storage,
             security: options.security,
-            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+            seconds: elapsed.seconds,
             downtimeMilliseconds: Self.downtime(libvirt: stats?.downtime, pausedFor: pausedFor),
             bytesTransferred: Self.bytes(stats, diskSeen: attempt.diskBytes),
             diskBytesTransferred: max(stats?.diskProcessed ?? 0, attempt.diskBytes ?? 0) > 0
