@@ -100,4 +100,79 @@ struct QCow2HeaderTests {
         try qemuIO("-f", "qcow2", "-c", "write -z 0 64k", "\(folder)/zeroed.qcow2")
         #expect(!LocalImages.overlayIsEmpty("\(folder)/zeroed.qcow2"))
     }
+
+    /// `qemu-img check`'s JSON for an image: its errors, leaks and corruptions are what count.
+    func check(_ path: String) throws -> [String: Any] {
+        let output = try Subprocess.run(try #require(Subprocess.which("qemu-img")), ["check", "--output=json", "--", path])
+        #expect(output.status == 0, "qemu-img check \(path): \(output.stderr)")
+        return try #require(try JSONSerialization.jsonObject(with: output.stdout) as? [String: Any])
+    }
+
+    func info(_ path: String) throws -> [String: Any] {
+        try #require(
+            try JSONSerialization.jsonObject(with: try qemuImg("info", "-U", "--output=json", "--", path)) as? [String: Any])
+    }
+
+    /// An overlay VMDriver wrote itself: reserved as a clone reserves it, then written.
+    func writeOverlay(_ path: String, base: String, format: String) throws -> Bool {
+        try LocalImages.reserve(path)
+        return try QCow2Header.writeOverlay(at: path, base: base, baseFormat: format)
+    }
+
+    @Test(arguments: [("qcow2", "1000000"), ("qcow2", "1G"), ("qcow2", "3T"), ("qcow2", "16T"), ("raw", "65M")])
+    func anOverlayWrittenByVMDriverIsOneQemuImgAcceptsAndReadsThrough(format: String, size: String) throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let base = "\(folder)/base.\(format)"
+        _ = try qemuImg("create", "-q", "-f", format, base, size)
+        try qemuIO("-f", format, "-c", "write -P 0x5a 0 64k", "-c", "write -P 0xa5 512k 4k", base)
+        let ours = "\(folder)/ours.qcow2"
+        let theirs = "\(folder)/theirs.qcow2"
+        #expect(try writeOverlay(ours, base: base, format: format))
+        _ = try qemuImg("create", "-q", "-f", "qcow2", "-F", format, "-b", base, theirs)
+
+        // Nothing for qemu-img check to say: no errors, no leaked clusters, nothing corrupt.
+        let checked = try check(ours)
+        #expect(checked["check-errors"] as? Int == 0)
+        #expect(checked["leaks"] == nil && checked["corruptions"] == nil)
+        #expect(checked["image-end-offset"] as? Int != nil)
+        // What qemu-img info says of it is what it says of qemu-img's own overlay.
+        let (a, b) = (try info(ours), try info(theirs))
+        for key in [
+            "format", "virtual-size", "cluster-size", "backing-filename", "backing-filename-format", "full-backing-filename",
+        ] {
+            #expect("\(a[key] ?? "none")" == "\(b[key] ?? "none")", "\(key)")
+        }
+        let specific = (a["format-specific"] as? [String: Any])?["data"] as? [String: Any]
+        #expect(specific?["compat"] as? String == "1.1")
+        #expect(specific?["refcount-bits"] as? Int == 16)
+        #expect(specific?["corrupt"] as? Bool == false)
+        // VMDriver's own reader sees the chain, and an empty overlay.
+        #expect(QCow2Header.chain(of: ours)?.chain == [VMDetails.BackingImage(path: base, format: format)])
+        #expect(QCow2Header.mapsNothing(path: ours) == true)
+        // Reads fall through to the base; writes land in the overlay, which stays consistent.
+        try qemuIO("-f", "qcow2", "-c", "read -P 0x5a 0 64k", "-c", "read -P 0xa5 512k 4k", "-c", "read -P 0 768k 64k", ours)
+        try qemuIO("-f", "qcow2", "-c", "write -P 0x33 4k 8k", ours)
+        try qemuIO("-f", "qcow2", "-c", "read -P 0x33 4k 8k", "-c", "read -P 0x5a 12k 52k", ours)
+        #expect(try check(ours)["check-errors"] as? Int == 0)
+        #expect(QCow2Header.mapsNothing(path: ours) == false)
+        // The base was not written to.
+        try qemuIO("-f", format, "-c", "read -P 0x5a 0 64k", base)
+    }
+
+    @Test func aBaseTheWriterCannotSizeIsLeftToQemuImgAndNothingIsWritten() throws {
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // Not a qcow2 image (said to be one), and a missing raw base.
+        _ = FileManager.default.createFile(atPath: "\(folder)/junk.qcow2", contents: Data(repeating: 7, count: 4096))
+        #expect(try !writeOverlay("\(folder)/a.qcow2", base: "\(folder)/junk.qcow2", format: "qcow2"))
+        #expect(try !writeOverlay("\(folder)/b.qcow2", base: "\(folder)/missing.img", format: "raw"))
+        #expect(try !writeOverlay("\(folder)/c.qcow2", base: "\(folder)/junk.qcow2", format: "vmdk"))
+        for name in ["a", "b", "c"] {
+            let attributes = try FileManager.default.attributesOfItem(atPath: "\(folder)/\(name).qcow2")
+            #expect(attributes[.size] as? Int == 0)
+        }
+        // Through LocalImages, the same base goes to qemu-img, whose refusal names it.
+        #expect(throws: VMDriverError.self) {
+            try LocalImages.createOverlay("\(folder)/a.qcow2", base: "\(folder)/junk.qcow2", baseFormat: "qcow2")
+        }
+    }
 }

@@ -103,8 +103,10 @@ enum LocalImages {
         close(descriptor)
     }
 
-    /// Creates a qcow2 overlay of `base` in `overlay` (reserve it first: qemu-img overwrites).
+    /// Creates a qcow2 overlay of `base` in `overlay` (reserve it first: qemu-img overwrites):
+    /// written by VMDriver itself where the base is one its header reader sizes, else by qemu-img.
     static func createOverlay(_ overlay: String, base: String, baseFormat: String) throws(VMDriverError) {
+        if try QCow2Header.writeOverlay(at: overlay, base: base, baseFormat: baseFormat) { return }
         try runQemuImg(
             ["create", "-q", "-f", "qcow2", "-F", baseFormat, "-b", base, "--", overlay],
             doing: "cannot create overlay \(overlay) on \(base)")
