@@ -77,8 +77,8 @@ extension VirtualMachine {
     }
 
     /// Code 5 for a VM whose memory is saved to disk: its disks must not move under it.
-    static func requireSnapshottable(domain: Domain, label: String) throws {
-        if try Self.state(of: domain) == .suspendedToDisk {
+    static func requireSnapshottable(domain: Domain, label: String, state: VMState? = nil) throws {
+        if try state ?? Self.state(of: domain) == .suspendedToDisk {
             throw VMDriverError(
                 .invalidState,
                 "\(label) is suspended to disk: its saved memory state belongs to its current disks; start it (or discard the saved state) first"

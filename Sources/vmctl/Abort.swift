@@ -4,6 +4,7 @@ import VMDriver
 
 struct Abort: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "abort",
         abstract: "Abort the job running on a VM, whichever process started it, and clean up after it.",
         discussion: """
             Aborts libvirt's job (virDomainAbortJob). If VMDriver's record says a vmctl that is still running owns the \

@@ -4,6 +4,7 @@ import VMDriver
 
 struct Caps: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "caps",
         abstract: "Show what the host can do: accelerators, clone and migration types, transports, security levels, features.")
 
     @ParentCommand var root: VMCtl

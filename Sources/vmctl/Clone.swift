@@ -4,6 +4,7 @@ import VMDriver
 
 struct Clone: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "clone",
         abstract: "Clone a VM: a full copy, or a linked clone on a frozen image of it.",
         discussion: """
             A linked clone's disks are qcow2 overlays on the source's frozen images: without --snapshot \
@@ -122,6 +123,7 @@ extension CloneType: EnumerableFlag {
 
 struct Promote: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "promote",
         abstract: "Turn a linked clone into a standalone VM (its parent may then be deleted).")
 
     @ParentCommand var root: VMCtl
@@ -143,7 +145,8 @@ struct Promote: AsyncParsableCommand {
 }
 
 struct Clones: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the linked clones that rest on a VM's disks.")
+    static let configuration = CommandConfiguration(
+        commandName: "clones", abstract: "List the linked clones that rest on a VM's disks.")
 
     @ParentCommand var root: VMCtl
     @OptionGroup var target: VMArgument
@@ -163,6 +166,7 @@ struct Clones: AsyncParsableCommand {
 
 struct Delete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "delete",
         abstract: "Remove a VM from the host.",
         discussion:
             "Refused (exit 5) while linked clones rest on its disks, unless --force; images other VMs use are never deleted.")
@@ -201,13 +205,15 @@ struct Delete: AsyncParsableCommand {
 
 struct Snapshot: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "snapshot",
         abstract: "Disk-only snapshots, the frozen images linked clones rest on.",
         subcommands: [Create.self, List.self, Revert.self, Delete.self])
 
     @ParentCommand var root: VMCtl
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Freeze a VM's disks (it goes on writing to new overlays).")
+        static let configuration = CommandConfiguration(
+            commandName: "create", abstract: "Freeze a VM's disks (it goes on writing to new overlays).")
         @ParentCommand var parent: Snapshot
         @OptionGroup var target: VMArgument
         @Argument(help: "The snapshot's name.") var name: String
@@ -222,7 +228,8 @@ struct Snapshot: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List a VM's snapshots.")
+        static let configuration = CommandConfiguration(
+            commandName: "list", abstract: "List a VM's snapshots.")
         @ParentCommand var parent: Snapshot
         @OptionGroup var target: VMArgument
         @OptionGroup var output: OutputOptions
@@ -237,6 +244,7 @@ struct Snapshot: AsyncParsableCommand {
 
     struct Revert: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "revert",
             abstract: "Take a shut-off VM back to a snapshot (what it wrote since is discarded).",
             discussion: """
                 Each disk the snapshot froze gets a new empty overlay on the image it froze; the overlays \
@@ -268,6 +276,7 @@ struct Snapshot: AsyncParsableCommand {
 
     struct Delete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "delete",
             abstract: "Forget a snapshot (its files stay: they are part of the VM's disk chain).")
         @ParentCommand var parent: Snapshot
         @OptionGroup var target: VMArgument

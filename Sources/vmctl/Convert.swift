@@ -4,6 +4,7 @@ import VMDriver
 
 struct Convert: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "convert",
         abstract: "Copy a shut-off VM's disks to qcow2 (or raw) images it then uses; the old images are kept.",
         discussion: """
             Each disk whose chain holds an image in another format (a .vmx's vmdk, a raw image) is \

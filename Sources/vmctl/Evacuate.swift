@@ -4,6 +4,7 @@ import VMDriver
 
 struct Evacuate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "evacuate",
         abstract: "Move every running VM of the host (or those named) to other hosts, a few at a time.",
         discussion: """
             Each VM goes to the target with the most free memory left after the moves already sent there; \

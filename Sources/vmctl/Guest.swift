@@ -4,6 +4,7 @@ import VMDriver
 
 struct Start: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "start",
         abstract: "Start a VM, optionally waiting until the guest is ready.",
         discussion: """
             --wait ip waits for an address on one of its interfaces (libvirt's DHCP leases, the ARP \
@@ -71,6 +72,7 @@ struct Start: AsyncParsableCommand {
 
 struct Addresses: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "addresses",
         abstract: "Show a running VM's network interfaces and their addresses.",
         discussion: """
             One line per interface of the VM's definition. Without --source the DHCP leases of \

@@ -4,6 +4,7 @@ import VMDriver
 
 struct Jobs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "jobs",
         abstract: "List the jobs running on the host's VMs, whoever started them.",
         discussion: """
             For each VM with a job: what libvirt runs (migration out, save, snapshot, backup …) and its figures, \

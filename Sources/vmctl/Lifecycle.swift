@@ -40,7 +40,8 @@ extension SimpleLifecycleCommand {
 }
 
 struct Destroy: SimpleLifecycleCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop a VM at once (pull the plug).")
+    static let configuration = CommandConfiguration(
+        commandName: "destroy", abstract: "Stop a VM at once (pull the plug).")
     @ParentCommand var root: VMCtl
     @OptionGroup var target: VMArgument
     @OptionGroup var output: OutputOptions
@@ -49,7 +50,8 @@ struct Destroy: SimpleLifecycleCommand {
 }
 
 struct Suspend: SimpleLifecycleCommand {
-    static let configuration = CommandConfiguration(abstract: "Pause a running VM.")
+    static let configuration = CommandConfiguration(
+        commandName: "suspend", abstract: "Pause a running VM.")
     @ParentCommand var root: VMCtl
     @OptionGroup var target: VMArgument
     @OptionGroup var output: OutputOptions
@@ -59,6 +61,7 @@ struct Suspend: SimpleLifecycleCommand {
 
 struct Save: SimpleLifecycleCommand {
     static let configuration = CommandConfiguration(
+        commandName: "save",
         abstract: "Suspend a VM to disk (VIX's suspend): its memory is saved; start resumes it where it was.")
     @ParentCommand var root: VMCtl
     @OptionGroup var target: VMArgument
@@ -68,7 +71,8 @@ struct Save: SimpleLifecycleCommand {
 }
 
 struct Resume: SimpleLifecycleCommand {
-    static let configuration = CommandConfiguration(abstract: "Resume a paused VM.")
+    static let configuration = CommandConfiguration(
+        commandName: "resume", abstract: "Resume a paused VM.")
     @ParentCommand var root: VMCtl
     @OptionGroup var target: VMArgument
     @OptionGroup var output: OutputOptions
@@ -78,6 +82,7 @@ struct Resume: SimpleLifecycleCommand {
 
 struct Shutdown: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "shutdown",
         abstract: "Ask a VM's guest to power off and wait until it has.",
         discussion: "Exits 3 if the guest is still running at the deadline (unless --force destroys it then).")
 

@@ -3,7 +3,8 @@ import Foundation
 import VMDriver
 
 struct List: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the host's VMs (running ones unless --all).")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List the host's VMs (running ones unless --all).")
 
     @ParentCommand var root: VMCtl
     @OptionGroup var output: OutputOptions

@@ -4,6 +4,7 @@ import VMDriver
 
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "migrate",
         abstract: "Migrate a VM to another host: hot (live), warm (paused while it moves) or cold (shut down, moved, restarted).",
         discussion: """
             DEST is a DNS name, an IPv4 or IPv6 address (optionally with :PORT, IPv6 as [ADDR]:PORT), or a \

@@ -4,6 +4,7 @@ import VMDriver
 
 struct Open: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "open",
         abstract: "Open a VM by name, UUID, domain XML file or VMware .vmx file, and show it.",
         discussion: """
             A file whose VM is not registered is registered (defined); with --transient a domain XML file is started \

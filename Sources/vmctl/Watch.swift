@@ -8,6 +8,7 @@ import VMDriver
 
 struct Watch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "watch",
         abstract: "Stream a host's lifecycle events and job progress (a migration's passes too) until Ctrl-C.",
         discussion: """
             One line per event: libvirt's lifecycle events as they come (started, suspended, resumed, stopped … \

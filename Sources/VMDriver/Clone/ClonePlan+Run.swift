@@ -105,9 +105,9 @@ extension ClonePlan {
         // already rests on frozen images, so concurrent clones share one base.
         return try await Self.locks.withLock(source.uuid) { () async throws(VMDriverError) in
             try await source.host.blocking("cannot freeze the disks of \(source.label)") { [domain = source.domain] _ in
-                try VirtualMachine.requireSnapshottable(domain: domain, label: source.label)
-                let layout = try DiskLayout.read(domain: domain, host: source.host, label: source.label)
                 let state = try VirtualMachine.state(of: domain)
+                try VirtualMachine.requireSnapshottable(domain: domain, label: source.label, state: state)
+                let layout = try DiskLayout.read(domain: domain, host: source.host, label: source.label, active: state.isActive)
                 let reusable =
                     !state.isActive && !layout.disks.isEmpty
                     && layout.disks.allSatisfy {
@@ -255,7 +255,7 @@ extension ClonePlan {
             created.define(clone)
             if lineage != nil {
                 // The parent remembers it too, wherever it migrates (CloneChildren).
-                let child = CloneChildren.Child(uuid: try clone.uuid(), name: plan.name, host: host.name)
+                let child = CloneChildren.Child(uuid: plan.uuid, name: plan.name, host: host.name)
                 do {
                     try CloneChildren.add(child, to: domain)
                 } catch {
@@ -266,7 +266,8 @@ extension ClonePlan {
                 // Beside the clone's disks, on the host.
                 try host.storage.write(Data(try clone.xmlDescription([.inactive]).utf8), to: file) { created.add(file) }
             }
-            return VirtualMachine(host: host, domain: clone, name: plan.name, uuid: try clone.uuid(), origin: .defined)
+            // The UUID is the plan's: the definition carries it.
+            return VirtualMachine(host: host, domain: clone, name: plan.name, uuid: plan.uuid, origin: .defined)
         }
     }
 

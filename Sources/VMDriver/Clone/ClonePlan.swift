@@ -70,7 +70,7 @@ struct ClonePlan: Sendable {
                     "\(label) is suspended to disk: a linked clone would lose its saved memory state (VIX 3007 VM_IS_RUNNING); start it or shut it down first"
                 )
             }
-            let layout = try DiskLayout.read(domain: domain, host: host, label: label)
+            let layout = try DiskLayout.read(domain: domain, host: host, label: label, active: state.isActive)
             var bases: [String: VMDetails.BackingImage] = [:]
             if let snapshot {
                 let info: SnapshotInfo

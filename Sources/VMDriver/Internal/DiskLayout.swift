@@ -22,9 +22,10 @@ struct DiskLayout: Sendable {
     /// The NVRAM file, if the VM has one.
     var nvram: String?
 
-    /// Reads the layout from a domain's definition. Blocking.
-    static func read(domain: Domain, host: Host, label: String) throws -> DiskLayout {
-        let flags: Domain.XMLFlags = try domain.isActive() ? [] : [.inactive]
+    /// Reads the layout from a domain's definition (the running one's when `active`, asked of
+    /// libvirt when not given). Blocking.
+    static func read(domain: Domain, host: Host, label: String, active: Bool? = nil) throws -> DiskLayout {
+        let flags: Domain.XMLFlags = try active ?? domain.isActive() ? [] : [.inactive]
         let root: XMLTree
         do {
             root = try XMLTree.parse(try domain.xmlDescription(flags))
