@@ -16,6 +16,8 @@ packages=(
   iproute2 gnutls-bin
   # clone --hostname: the NoCloud seed ISO; the isolated test network's DHCP (dnsmasq)
   genisoimage dnsmasq-base
+  # full clones by reflink (an XFS loop image in the tests)
+  xfsprogs
   pkg-config
 )
 

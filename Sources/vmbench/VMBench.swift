@@ -40,7 +40,7 @@ func run(_ body: () async throws(VMDriverError) -> Void) async throws {
     }
 }
 
-/// Linked clone latency: `count` clones made one after another, each timed from the call to
+/// Linked (or, with `--full`, full) clone latency: `count` clones made one after another, each timed from the call to
 /// `clone` to the job's result (overlay made and clone defined); each clone is deleted, untimed,
 /// before the next.
 struct CloneLatency: AsyncParsableCommand {
@@ -51,6 +51,7 @@ struct CloneLatency: AsyncParsableCommand {
     @Option var prefix = "vmdriver-bench-lat"
     @Option var dest: String?
     @Option(help: "Untimed clones made first.") var warmup = 3
+    @Flag(help: "Full clones (a copy of each disk) instead of linked ones.") var full = false
 
     func run() async throws {
         try await vmbench.run { () async throws(VMDriverError) in
@@ -61,7 +62,7 @@ struct CloneLatency: AsyncParsableCommand {
             for i in 0..<(warmup + count) {
                 let name = "\(prefix)-\(i)"
                 let start = clock.now
-                let clone = try await vm.clone(name: name, type: .linked, destination: dest).wait()
+                let clone = try await vm.clone(name: name, type: full ? .full : .linked, destination: dest).wait()
                 let elapsed = seconds(clock.now - start)
                 if i >= warmup { samples.append(elapsed) }
                 _ = try await clone.delete(withStorage: true)

@@ -1,9 +1,9 @@
 import Foundation
 
 /// Copies disk images for full clones, keeping them sparse:
-/// - a standalone image: `cp --reflink=auto --sparse=auto` (reflink where the filesystem can,
-///   else copy_file_range in the kernel, with the source's holes kept: twice as fast here as
-///   `--sparse=always`, which reads every byte to find zeros);
+/// - a standalone image: one FICLONE ioctl where the filesystem shares extents (`reflink`), else
+///   `cp --reflink=auto --sparse=auto` (copy_file_range in the kernel, with the source's holes
+///   kept: twice as fast here as `--sparse=always`, which reads every byte to find zeros);
 /// - an image with a backing chain: `qemu-img convert`, which flattens the chain into one
 ///   independent image and skips zeroes.
 /// Progress is reported in bytes. Blocking: runs on the pool.
@@ -44,6 +44,9 @@ enum DiskCopier {
                         progress(UInt64(Double(plan.bytes) * percent / 100))
                     }
                 }
+            } else if try reflink(plan) {
+                progress(plan.bytes)
+                return
             } else {
                 guard let cp = Subprocess.which("cp") else {
                     throw VMDriverError(.notSupported, "copying \(plan.source) needs cp (coreutils)")
@@ -70,6 +73,36 @@ enum DiskCopier {
             throw VMDriverError(.failed, "copying \(plan.source) to \(plan.target) failed: \(output.stderr)")
         }
         progress(plan.bytes)
+    }
+
+    /// Shares the source's extents with the target in one FICLONE ioctl, where the filesystem
+    /// can (XFS with reflink, Btrfs, bcachefs, OCFS2): what `cp --reflink=auto` does first, without
+    /// starting cp, which costs several times the clone itself. The target is the reserved empty
+    /// file; holes stay holes. False, having changed nothing, where the filesystem cannot (or the
+    /// two files are on different filesystems): the caller copies.
+    static func reflink(_ plan: Plan) throws(VMDriverError) -> Bool {
+        let source = open(plan.source, O_RDONLY | O_CLOEXEC)
+        guard source >= 0 else { return false }
+        defer { close(source) }
+        let target = open(plan.target, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard target >= 0 else { return false }
+        defer { close(target) }
+        // FICLONE, _IOW(0x94, 9, int) in <linux/fs.h>.
+        let ficlone: UInt = 0x4004_9409
+        if ioctl(target, ficlone, source) == 0 {
+            // Durable like a copy followed by sync: the shared extents are in the target's metadata.
+            guard fsync(target) == 0 else {
+                throw VMDriverError(
+                    .failed, "cannot flush the reflinked copy \(plan.target): \(String(cString: strerror(errno)))")
+            }
+            return true
+        }
+        switch errno {
+        case EOPNOTSUPP, ENOTTY, EXDEV, EINVAL, EPERM, ENOSYS, ETXTBSY: return false
+        default:
+            throw VMDriverError(
+                .failed, "cannot reflink \(plan.source) into \(plan.target): \(String(cString: strerror(errno)))")
+        }
     }
 
     /// The last "(NN.NN/100%)" in qemu-img's progress output.
