@@ -20,6 +20,8 @@ def fmt(value, unit):
         return f"{value / (1 << 20):.1f} MiB"
     if unit == "MiB/s":
         return f"{value:.0f} MiB/s"
+    if unit == "ms":
+        return f"{value:.0f} ms"
     return f"{value:.3g} {unit}"
 
 
@@ -70,6 +72,20 @@ def fmt_ms(v):
     return "—" if v is None else f"{v:.0f} ms"
 
 
+def every_run(results):
+    """Every run of every row, failures included (✘), in the order they ran."""
+    lines = ["", "Every run (in round order; ✘ = a failed run, counted as infinitely slow in the medians and ratios):", ""]
+    for case in results["cases"]:
+        for r in case.get("rows", []):
+            parts = []
+            for key, who in (("vm_runs", "VMDriver"), ("anchor_runs", r.get("anchor_name") or "anchor")):
+                if r.get(key) is not None:
+                    parts.append(f"{who}: " + ", ".join("✘" if x is None else fmt(x, r["unit"]) for x in r[key]))
+            if parts:
+                lines.append(f"- {case['id']}, {r['measure']}: " + "; ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
 def charts(results, out):
     try:
         import matplotlib
@@ -78,40 +94,14 @@ def charts(results, out):
     except ImportError:
         print("report: matplotlib missing (apt-get install python3-matplotlib): no charts", file=sys.stderr)
         return
-    cases = {c["id"]: c for c in results["cases"]}
-    # 1. The headline: VMDriver's speed relative to its anchor, per row that has a ratio.
-    labels, speed, goal = [], [], []
-    short = {
-        "linked_clone": "linked clone", "full_clone": "full clone", "fleet": "20 clones + start",
-        "open_list": "", "migrate_idle": "migrate idle", "migrate_copy": "migrate copy",
-        "migrate_incremental": "migrate incr.",
-    }
-    for cid, case in cases.items():
-        for r in case.get("rows", []):
-            if r.get("ratio") is None or cid not in short or "allocated size" in r["measure"] \
-                    or "16 GiB base vs" in r["measure"]:
-                continue
-            m = r["measure"]
-            if cid == "linked_clone":
-                name = "linked clone, " + ("16 GiB" if "16 GiB" in m else "1 GiB") + " base"
-                s, g = 1 / r["ratio"], 1 / 1.5
-            elif cid == "full_clone":
-                name = "full clone, " + ("XFS reflink" if "xfs" in m else "ext4")
-                s, g = r["ratio"], 0.95
-            elif cid == "fleet":
-                made_only = "not started" in m
-                name = "20 linked clones, made only" if made_only else "20 linked clones + start"
-                s, g = r["ratio"], (None if made_only else 10)
-            elif cid == "open_list":
-                name = "open by name" if m.startswith("open") else "list 200 VMs"
-                s, g = 1 / r["ratio"], 0.5
-            else:
-                name, s, g = short[cid], 1 / r["ratio"], 1 / 1.1
-            labels.append(name)
-            speed.append(s)
-            goal.append(g)
-    if labels:
-        fig, ax = plt.subplots(figsize=(8, 0.45 * len(labels) + 1.6))
+    rows = [(c["id"], r) for c in results["cases"] for r in c.get("rows", [])]
+    # 1. The headline: VMDriver's speed relative to its anchor (rows that place themselves on it).
+    placed = [(cid, r) for cid, r in rows if r.get("speed") is not None]
+    if placed:
+        labels = [f"{cid}: {r['measure'][:48]}" for cid, r in placed]
+        speed = [max(r["speed"], 1e-3) for _, r in placed]
+        goal = [r.get("goal") for _, r in placed]
+        fig, ax = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.6))
         y = list(range(len(labels)))[::-1]
         colors = ["#888" if g is None else ("#2a7" if s >= g else "#c44") for s, g in zip(speed, goal)]
         ax.barh(y, speed, color=colors)
@@ -121,87 +111,46 @@ def charts(results, out):
         ax.axvline(1, color="grey", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_yticks(y)
-        ax.set_yticklabels(labels)
+        ax.set_yticklabels(labels, fontsize=7)
         for yi, s in zip(y, speed):
-            ax.text(s, yi, f" {s:.2f}×", va="center", fontsize=8)
-        ax.set_xlabel("VMDriver speed relative to its anchor (anchor time / VMDriver time; >1 = faster)")
-        ax.set_title(f"VMDriver vs virsh / qemu-img / virt-clone, medians of pair ratios"
+            ax.text(s, yi, f" {s:.2f}×", va="center", fontsize=7)
+        ax.set_xlabel("VMDriver speed relative to its anchor (>1 = faster; throughput ratio for full clones)")
+        ax.set_title(f"VMDriver vs its anchors, medians of pair ratios, failures counted"
                      f"{' (--quick)' if results['quick'] else ''}", fontsize=10)
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
         fig.savefig(os.path.join(out, "ratios.png"), dpi=110)
         plt.close(fig)
-    # 2. Absolute times per case, VMDriver beside its anchors (medians).
-    panels = []
-    if "linked_clone" in cases and cases["linked_clone"].get("sizes"):
-        s = cases["linked_clone"]["sizes"]
-        panels.append(("linked clone (ms)", [
-            (f"{k} VMDriver", 1e3 * _med(v["vmdriver"])) for k, v in s.items()] + [
-            (f"{k} qemu-img+virsh", 1e3 * _med(v["anchor"])) for k, v in s.items()]))
-    for fs in ("ext4", "xfs"):
-        fc = cases.get("full_clone", {}).get(fs)
-        if fc and fc.get("throughput_MiBps"):
-            panels.append((f"full clone, {fs} (MiB/s{', log' if fs == 'xfs' else ''})",
-                           list(fc["throughput_MiBps"].items())))
-    if "fleet" in cases and cases["fleet"].get("vmdriver"):
-        f = cases["fleet"]
-        panels.append(("20 clones + start (s)", [("VMDriver", _med(f["vmdriver"])),
-                                                 ("virt-clone+virsh", _med(f["anchor"]))]))
-    ol = cases.get("open_list", {})
-    for mode in ("open", "list"):
-        if ol.get(mode):
-            per = ol[mode]["per_call"]
-            panels.append((f"{mode} per call (µs, log)", [(k, 1e6 * _med(v)) for k, v in per.items()]))
-    mig = [(cid, cases[cid]) for cid in ("migrate_idle", "migrate_copy", "migrate_incremental")
-           if cases.get(cid, {}).get("runs")]
-    if mig:
-        data = []
-        for cid, c in mig:
-            short = cid.replace("migrate_", "")
-            for who, label in (("vmdriver", "VMDriver"), ("virsh", "virsh")):
-                walls = [x["wall"] for x in c["runs"][who] if x.get("wall") is not None]
-                if walls:
-                    data.append((f"{short} {label}", _med(walls)))
-        panels.append(("hot migration wall (s)", data))
-    if cases.get("clone_latency", {}).get("samples"):
-        panels.append(("latency", cases["clone_latency"]["samples"]))
+    # 2. Every run of each row that has runs on both sides: dots per run, a bar at the median,
+    # a red cross (at the top) per failed run.
+    panels = [(cid, r) for cid, r in rows if r.get("vm_runs") and r.get("anchor_runs")][:15]
     if panels:
-        n = len(panels)
         cols = 3
-        rows = (n + cols - 1) // cols
-        fig, axes = plt.subplots(rows, cols, figsize=(12, 3.3 * rows))
-        axes = [a for row in (axes if rows > 1 else [axes]) for a in row]
-        for ax, (title, data) in zip(axes, panels):
-            if title == "latency":
-                ms = [1e3 * x for x in data]
-                ax.hist(ms, bins=30, color="#47a")
-                p50 = sorted(ms)[len(ms) // 2]
-                p99 = sorted(ms)[max(0, min(len(ms) - 1, int(round(0.99 * len(ms) + 0.5)) - 1))]
-                ax.axvline(p50, color="black", label=f"p50 {p50:.1f} ms")
-                ax.axvline(p99, color="red", label=f"p99 {p99:.1f} ms")
-                ax.set_title("library linked clone latency (ms, 100 clones)", fontsize=9)
-                ax.legend(fontsize=7)
-                continue
-            names = [k for k, _ in data]
-            values = [v for _, v in data]
-            colors = ["#2a7" if k.lower().startswith("vmdriver") or "VMDriver" in k else "#888" for k in names]
-            ax.bar(range(len(names)), values, color=colors)
-            ax.set_xticks(range(len(names)))
-            ax.set_xticklabels(names, rotation=25, ha="right", fontsize=7)
-            if "log" in title:
-                ax.set_yscale("log")
-            ax.set_title(title, fontsize=9)
-        for ax in axes[len(panels):]:
+        nrows = (len(panels) + cols - 1) // cols
+        fig, axes = plt.subplots(nrows, cols, figsize=(13, 3.2 * nrows), squeeze=False)
+        flat = [a for line in axes for a in line]
+        for ax, (cid, r) in zip(flat, panels):
+            scale, unit = (1e3, "ms") if r["unit"] == "s" and (r.get("vmdriver") or 1) < 1 else \
+                ((1.0, "s") if r["unit"] == "s" else ((1 / (1 << 20), "MiB") if r["unit"] == "bytes" else (1.0, r["unit"])))
+            sides = [("VMDriver", r["vm_runs"], "#2a7"), ((r.get("anchor_name") or "anchor")[:28], r["anchor_runs"], "#888")]
+            top = max([x for _, xs, _ in sides for x in xs if x is not None] or [1]) * scale * 1.15
+            for k, (name, xs, color) in enumerate(sides):
+                ok = [x * scale for x in xs if x is not None]
+                if ok:
+                    ax.bar(k, sorted(ok)[len(ok) // 2], color=color, alpha=0.5, width=0.6)
+                    ax.scatter([k] * len(ok), ok, color="black", s=10, zorder=3)
+                bad = sum(1 for x in xs if x is None)
+                if bad:
+                    ax.scatter([k] * bad, [top] * bad, marker="x", color="red", s=40, zorder=4)
+            ax.set_xticks([0, 1])
+            ax.set_xticklabels([n for n, _, _ in sides], fontsize=7)
+            ax.set_ylim(0, top * 1.05)
+            ax.set_title(f"{cid}: {r['measure'][:60]} ({unit})", fontsize=7)
+        for ax in flat[len(panels):]:
             ax.axis("off")
         fig.tight_layout()
         fig.savefig(os.path.join(out, "cases.png"), dpi=100)
         plt.close(fig)
-
-
-def _med(xs):
-    s = sorted(xs)
-    n = len(s)
-    return (s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2) if n else 0
 
 
 if __name__ == "__main__":
@@ -209,5 +158,5 @@ if __name__ == "__main__":
     with open(os.path.join(folder, "results.json")) as f:
         res = json.load(f)
     with open(os.path.join(folder, "results.md"), "w") as f:
-        f.write(markdown(res))
+        f.write(markdown(res) + every_run(res))
     charts(res, folder)
