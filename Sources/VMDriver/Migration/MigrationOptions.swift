@@ -94,6 +94,10 @@ public struct MigrationResult: Sendable, Codable, Equatable {
     public var security: MigrationOptions.Security
     /// Wall time of the whole job, in seconds.
     public var seconds: Double
+    /// Of `seconds`, the time inside libvirt's migration call (both calls when a refused
+    /// post-copy is retried without it); the rest is VMDriver's own: its checks before, the
+    /// copies a cold move or a chain makes, the clean-up after. Nil when nothing was called.
+    public var migrationCallSeconds: Double? = nil
     /// The guest's measured downtime at the switch-over, when libvirt reports it.
     public var downtimeMilliseconds: UInt64?
     /// Bytes moved: memory, plus the disks' bytes as QEMU's disk mirror counts them (every

@@ -119,6 +119,7 @@ extension MigrationPlan {
         // needs userfaultfd, which only trying tells on a remote host. Refused, it costs a
         // QEMU start on the target and nothing moves: then go on without it.
         var flags = self.flags
+        let calling = ContinuousClock.now
         var attempt = try await transfer(flags: flags, context: context, steps: &steps, started: started)
         if let error = attempt.error, Self.isPostcopyRefusal(error), policyAddedPostcopy, !attempt.timedOut,
             !attempt.cancelled
@@ -127,6 +128,7 @@ extension MigrationPlan {
             flags.remove(.postcopy)
             attempt = try await transfer(flags: flags, context: context, steps: &steps, started: started)
         }
+        let called = ContinuousClock.now - calling
         if let error = attempt.error {
             if attempt.pausedAt != nil {
                 // Paused by the policy, still on the source: it runs again there.
@@ -207,7 +209,7 @@ extension MigrationPlan {
         return MigrationResult(
             vm: targetName, source: vm.host.name, destination: destinationHost.name, type: type, storage: storage,
             security: options.security,
-            seconds: elapsed.seconds,
+            seconds: elapsed.seconds, migrationCallSeconds: called.seconds,
             downtimeMilliseconds: Self.downtime(libvirt: stats?.downtime, pausedFor: pausedFor),
             bytesTransferred: Self.bytes(stats, diskSeen: attempt.diskBytes),
             diskBytesTransferred: max(stats?.diskProcessed ?? 0, attempt.diskBytes ?? 0) > 0
