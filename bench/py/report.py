@@ -103,7 +103,9 @@ def charts(results, out):
         goal = [r.get("goal") for _, r in placed]
         fig, ax = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.6))
         y = list(range(len(labels)))[::-1]
-        colors = ["#888" if g is None else ("#2a7" if s >= g else "#c44") for s, g in zip(speed, goal)]
+        # Coloured by the row's verdict (a target can ask more than speed: the dirty guest's
+        # downtime too), grey where the row has no target.
+        colors = ["#888" if r.get("met") is None else ("#2a7" if r["met"] else "#c44") for _, r in placed]
         ax.barh(y, speed, color=colors)
         marks = [(g, yi) for g, yi in zip(goal, y) if g is not None]
         ax.scatter([g for g, _ in marks], [yi for _, yi in marks], marker="|", s=400, color="black",
@@ -115,7 +117,7 @@ def charts(results, out):
         for yi, s in zip(y, speed):
             ax.text(s, yi, f" {s:.2f}×", va="center", fontsize=7)
         ax.set_xlabel("VMDriver speed relative to its anchor (>1 = faster; throughput ratio for full clones)")
-        ax.set_title(f"VMDriver vs its anchors, medians of pair ratios, failures counted"
+        ax.set_title(f"VMDriver vs its anchors, medians of pair ratios, failures counted (green: target met)"
                      f"{' (--quick)' if results['quick'] else ''}", fontsize=10)
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
