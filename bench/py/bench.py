@@ -96,16 +96,6 @@ def run_peak(argv, timeout=None):
     return seconds, out.read(), err.read(), p.returncode, hwm, usage.ru_maxrss * 1024
 
 
-def virsh(uri, *args, check=True, timeout=120):
-    """virsh as an anchor runs it (a process). Its output is never parsed: what the harness
-    reads of libvirt comes through python-libvirt (`lv`)."""
-    return run(["virsh", "-q", "-c", uri, *args], check=check, timeout=timeout)
-
-
-def sync():
-    run(["sync"])
-
-
 def allocated(path):
     return os.stat(path).st_blocks * 512
 
@@ -194,9 +184,9 @@ def interleave(sides, n, one):
             runs[side].append(r)
     return runs
 
-def values(runs, failed=FAILED):
-    """Each run's measure; a failed run counts as `failed` (by default infinitely slow)."""
-    return [failed if r.get("value") is None else r["value"] for r in runs]
+def values(runs):
+    """Each run's measure; a failed run counts as infinitely slow."""
+    return [FAILED if r.get("value") is None else r["value"] for r in runs]
 
 def failures(runs):
     return sum(1 for r in runs if r.get("value") is None)
@@ -1028,8 +1018,7 @@ def migrate_virsh(name, src, extra=(), limit=None, live=None):
     info = jobinfo(uri_of(dst), name)
     memory = info.get("data_processed") or info.get("memory_processed") or 0
     return {"value": s, "wall": s, "downtime_ms": info.get("downtime"),
-            "bytes": memory + (info.get("disk_processed") or 0), "disk_bytes": info.get("disk_processed"),
-            "libvirt_ms": info.get("time_elapsed")}
+            "bytes": memory + (info.get("disk_processed") or 0), "disk_bytes": info.get("disk_processed")}
 
 
 def serial_of(name):
