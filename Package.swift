@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        // SHA-256 for the content digests of images VMDriver copies between hosts (ImageDigests).
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         // Only for vmbench's spawn benchmark: VMDriver's own spawn helper beside swift-subprocess.
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         // `swift package generate-documentation --target VMDriver` (the DocC catalog, checked in CI).
@@ -31,6 +33,7 @@ let package = Package(
             dependencies: [
                 "Libvirt",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         // The C API's headers (vix.h, PrlApi.h, cim_migration.h) and the variadic calls Swift

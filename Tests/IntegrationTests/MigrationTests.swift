@@ -216,6 +216,133 @@ struct MigrationTests {
         #expect(try guest.markersOnDisk(readable) == ["boot 1 tag=mig"])
     }
 
+    /// `--storage incremental` with a base the target lacks: the base is copied there first (to
+    /// the same path), then only the overlay moves; the guest runs on with its data. VMDriver
+    /// placed that base, so the way back reads neither copy to compare them (`migrate --check`
+    /// says so), and both hosts keep the base for the other clones of it.
+    @Test func incrementalStorageCopiesABaseTheTargetLacksAndKnowsItOnTheWayBack() async throws {
+        let guest = TestbedGuest("incseed", placement: .local(.hosta), domainType: domainType)
+        defer { guest.cleanUp() }
+        try await Self.withCache {
+            let baseName = "\(guest.name)-base.qcow2"
+            let (ours, theirs) = (
+                "\(Testbed.Name.hosta.imagesFromHere)/\(baseName)", "\(Testbed.Name.hostb.imagesFromHere)/\(baseName)"
+            )
+            try makeBigBase(ours)
+            try run(
+                "qemu-img",
+                [
+                    "create", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", "/var/lib/libvirt/images/\(baseName)",
+                    guest.diskFromHere(on: .hosta), "128M",
+                ])
+            try await guest.boot(on: .hosta, diskReady: true)
+            #expect(!FileManager.default.fileExists(atPath: theirs))
+            var beats = guest.log.heartbeats().count
+            let there = try await migrate(guest.name, from: .hosta, to: .hostb, options { $0.storage = .incremental })
+            #expect(there.storage == .incremental, "\(there.steps)")
+            #expect(there.steps.contains("copied /var/lib/libvirt/images/\(baseName) to host 'hostb'"), "\(there.steps)")
+            #expect(try run("sha256sum", [theirs]).prefix(64) == run("sha256sum", [ours]).prefix(64), "the base arrived whole")
+            #expect(try #require(there.diskBytesTransferred) < 16 << 20, "only the overlay went through QEMU")
+            #expect(try backingFile(of: guest.diskFromHere(on: .hostb)) == "/var/lib/libvirt/images/\(baseName)")
+            #expect(try guest.hosts() == [.hostb])
+            #expect(await guest.keepsBeating(after: beats))
+            #expect(FileManager.default.fileExists(atPath: ours), "hosta keeps its base")
+
+            let hostb = try await Host.connect(Testbed.Name.hostb.uri)
+            let check = try await hostb.open(guest.name).checkMigration(
+                to: Testbed.Name.hosta.address, options: options { $0.storage = .incremental })
+            try await hostb.close()
+            #expect(check.problems.isEmpty, "\(check.problems)")
+            #expect(
+                check.decisions.contains(
+                    "/var/lib/libvirt/images/\(baseName): identical on host 'hosta' by the content digests VMDriver recorded (nothing read)"
+                ),
+                "\(check.decisions)")
+            beats = guest.log.heartbeats().count
+            let back = try await migrate(guest.name, from: .hostb, to: .hosta, options { $0.storage = .incremental })
+            #expect(back.storage == .incremental)
+            #expect(!back.steps.contains { $0.contains(baseName) && $0.hasPrefix("copied") }, "\(back.steps)")
+            #expect(try guest.hosts() == [.hosta])
+            #expect(await guest.keepsBeating(after: beats))
+            #expect(guest.log.boots() == 1)
+            // Read inside hosta, where the overlay's backing path is.
+            let flat = try Testbed.Name.hosta.flattenedCopy(
+                of: "/var/lib/libvirt/images/\(PathName.last(guest.diskFromHere(on: .hosta)))")
+            defer { try? FileManager.default.removeItem(atPath: flat) }
+            #expect(try guest.markersOnDisk(flat) == ["boot 1 tag=mig"])
+            #expect(FileManager.default.fileExists(atPath: theirs), "hostb keeps the base it was given")
+        }
+    }
+
+    /// A file VMDriver copied from one host to another: both copies' digest is recorded from the
+    /// bytes that went over, so comparing the pair reads neither. Shown by a byte changed in the
+    /// copy behind libvirt's back with its times put back: the recorded digests still answer
+    /// (nothing was read), while a machine without the record compares and finds the byte.
+    @Test func aFileVMDriverCopiedIsComparedWithoutReadingEitherCopy() async throws {
+        let guest = TestbedGuest("digest", placement: .local(.hosta), domainType: domainType)
+        defer { guest.cleanUp() }
+        try await Self.withCache {
+            let baseName = "\(guest.name)-base.qcow2"
+            let path = "/var/lib/libvirt/images/\(baseName)"
+            let (ours, theirs) = (
+                "\(Testbed.Name.hosta.imagesFromHere)/\(baseName)", "\(Testbed.Name.hostb.imagesFromHere)/\(baseName)"
+            )
+            try makeBigBase(ours)
+            for name in Testbed.Name.allCases {
+                let connection = try Testbed.connection(name)
+                for pool in try connection.listAllStoragePools() { try? pool.refresh() }
+                try connection.close()
+            }
+            let (source, target) = (
+                try await Host.connect(Testbed.Name.hosta.uri), try await Host.connect(Testbed.Name.hostb.uri)
+            )
+            let preparation = TargetPreparation(target: target)
+            try await preparation.copyFile(path, to: path, from: source)
+            await preparation.commit()
+            try await target.close()
+            #expect(try run("cmp", [ours, theirs]).isEmpty, "the copy holds the same bytes")
+
+            let (a, b) = (try Testbed.connection(.hosta), try Testbed.connection(.hostb))
+            defer {
+                try? a.close()
+                try? b.close()
+            }
+            let hosts = (
+                source: try #require(hostUUID(try a.capabilitiesXML())), target: try #require(hostUUID(try b.capabilitiesXML()))
+            )
+            func same() async throws -> (same: Bool, known: Bool)? {
+                try await source.blocking("") { _ in
+                    try MigrationStorage.sameImage(path, source: source.storage, target: b, hosts: hosts)
+                }
+            }
+            #expect(try await same()! == (true, true))
+            // One byte changed in hostb's copy, its times put back as they were.
+            var times = stat()
+            #expect(stat(theirs, &times) == 0)
+            try run("qemu-io", ["-f", "qcow2", "-c", "write -P 0x33 80M 512", theirs])
+            var kept = [times.st_atim, times.st_mtim]
+            #expect(utimensat(AT_FDCWD, theirs, &kept, 0) == 0)
+            #expect(try await same()! == (true, true), "known by the digests: neither copy read")
+            let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent("vmdriver-cache-\(UUID().uuidString)")
+            setenv("VMDRIVER_CACHE_DIR", elsewhere.path, 1)
+            defer { try? FileManager.default.removeItem(at: elsewhere) }
+            #expect(try await same()! == (false, false), "compared byte for byte: the changed byte is found")
+            try await source.close()
+        }
+    }
+
+    /// Runs `body` with an empty cache of its own (`VMDRIVER_CACHE_DIR`): digests recorded by
+    /// earlier runs do not count.
+    static func withCache(_ body: () async throws -> Void) async throws {
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("vmdriver-cache-\(UUID().uuidString)")
+        setenv("VMDRIVER_CACHE_DIR", cache.path, 1)
+        defer {
+            unsetenv("VMDRIVER_CACHE_DIR")
+            try? FileManager.default.removeItem(at: cache)
+        }
+        try await body()
+    }
+
     /// `--storage auto` with a base the target holds with other bytes: copying only the overlay
     /// would corrupt the disk, so the disk is copied whole, flattened: it arrives with no backing
     /// image and the guest's data; the target's other base and the source's base are untouched.

@@ -101,11 +101,19 @@ struct FuzzDecisionTests {
                     #expect(storage == .shared || shared[folder] == true, "\(move.disk.path) stays only on shared storage")
                 case .incremental:
                     #expect(!move.disk.chain.isEmpty)
+                    // Each base identical on the target, or missing there and copied first.
                     for base in move.disk.chain {
+                        let ready: Bool
+                        switch bases[base.path] {
+                        case .success(true)?: ready = true
+                        case .success(nil)?: ready = move.seed.contains(base.path)
+                        default: ready = false
+                        }
                         #expect(
-                            (try? bases[base.path]?.get()) == .some(true),
+                            ready,
                             "only the top of \(move.disk.path) moves: the target must hold every base, identical")
                     }
+                    #expect(move.seed.allSatisfy { path in move.disk.chain.contains { $0.path == path } })
                 case .copy:
                     #expect(storage != .shared)
                 }

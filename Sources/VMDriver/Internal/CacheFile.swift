@@ -1,6 +1,6 @@
 import Foundation
 
-/// Answers VMDriver keeps between runs (accelerator probes, identical images), as a small JSON
+/// Answers VMDriver keeps between runs (accelerator probes, image digests), as a small JSON
 /// list of keyed entries: in /var/cache/vmdriver when writable, else ~/.cache/vmdriver
 /// (`$VMDRIVER_CACHE_DIR` instead of both, for tests). Blocking file I/O.
 struct CacheFile<Value: Codable> {
@@ -39,11 +39,16 @@ struct CacheFile<Value: Codable> {
     }
 
     /// Stores `value` for `key`, replacing what was stored for it.
-    func store(_ value: Value, for key: String) {
+    func store(_ value: Value, for key: String) { store([(key, value)]) }
+
+    /// Stores each value for its key, replacing what was stored for them, in one write.
+    func store(_ values: [(key: String, value: Value)]) {
         let url = self.url
-        let kept = entries(in: url).filter { $0.key != key }.suffix(keep - 1)
+        let keys = Set(values.map(\.key))
+        let now = Date()
+        let kept = entries(in: url).filter { !keys.contains($0.key) }.suffix(max(0, keep - values.count))
         try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        if let data = try? JSONEncoder().encode(Array(kept) + [Entry(key: key, written: Date(), value: value)]) {
+        if let data = try? JSONEncoder().encode(Array(kept) + values.map { Entry(key: $0.key, written: now, value: $0.value) }) {
             try? data.write(to: url, options: .atomic)
         }
     }

@@ -23,6 +23,8 @@ struct MigrationFacts: Sendable {
     /// For each backing image of a disk that is not shared: whether the target has the
     /// same image at the same path (nil: it has none).
     var bases: [String: Result<Bool?, VMDriverError>]
+    /// Bases found identical by their recorded digests (`ImageDigests`): neither was read.
+    var basesKnown: Set<String> = []
     /// Images that would be created on the target and already exist there.
     var occupied: [String]
     /// The definitions to move: live (if running) and persistent, migratable.
@@ -85,6 +87,7 @@ struct MigrationFacts: Sendable {
             // Backing images, where only the top image might travel: the target must hold
             // the same bytes at the same path (the same file, when the folder is shared).
             var bases: [String: Result<Bool?, VMDriverError>] = [:]
+            var basesKnown: Set<String> = []
             // One probe per folder, however many bases it holds (nil inside: cannot tell).
             var baseFolders: [String: Bool?] = shared.mapValues { $0 }
             // A chain that snapshots rest on travels whole: the target's copy of each base is
@@ -103,10 +106,11 @@ struct MigrationFacts: Sendable {
                             continue
                         }
                         do {
-                            bases[base.path] = .success(
-                                try MigrationStorage.sameImage(
-                                    base.path, source: source.storage, target: targetConnection,
-                                    hosts: sourceUUID.flatMap { from in targetUUID.map { (from, $0) } }))
+                            let found = try MigrationStorage.sameImage(
+                                base.path, source: source.storage, target: targetConnection,
+                                hosts: sourceUUID.flatMap { from in targetUUID.map { (from, $0) } })
+                            bases[base.path] = .success(found?.same)
+                            if found?.known == true { basesKnown.insert(base.path) }
                         } catch let error as VMDriverError {
                             bases[base.path] = .failure(error)
                         } catch {
@@ -144,7 +148,7 @@ struct MigrationFacts: Sendable {
                 layout: layout,
                 layoutError: layoutError, memoryKiB: try domain.info().maxMemoryKiB,
                 domainType: (try? XMLTree.parse(domain.xmlDescription()))?.attributes["type"], shared: shared,
-                capacities: capacities, bases: bases, occupied: occupied,
+                capacities: capacities, bases: bases, basesKnown: basesKnown, occupied: occupied,
                 liveXML: state.isActive ? try domain.xmlDescription([.migratable, .secure]) : nil,
                 inactiveXML: try? domain.xmlDescription([.inactive, .migratable, .secure]),
                 snapshots: snapshots, seed: seed)

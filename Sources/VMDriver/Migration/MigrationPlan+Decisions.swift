@@ -204,6 +204,11 @@ extension MigrationPlan {
             "peer URI \(peerURI)", "flags \(describe(flags))", "timeout \(Job<Void>.format(timeout))",
         ]
         for move in moves { decisions.append(Self.describe(move)) }
+        for base in Set(moves.filter { $0.mode == .incremental }.flatMap { $0.disk.chain.map(\.path) })
+            .intersection(facts.basesKnown).sorted()
+        {
+            decisions.append("\(base): identical on \(targetLabel) by the content digests VMDriver recorded (nothing read)")
+        }
         if !facts.snapshots.isEmpty {
             decisions.append(
                 "snapshots \(facts.snapshots.names.joined(separator: ", ")): taken off \(sourceLabel) for the move and "
@@ -273,9 +278,11 @@ extension MigrationPlan {
 
     /// Decides how each disk travels: in place when the storage is shared (checked), only its
     /// top image when the target holds an identical backing chain, else copied whole. With
-    /// `carryChains` (the VM has snapshots, whose images are its chain) a disk that is not
-    /// shared keeps its chain: the bases the target lacks are copied first (`DiskMove.seed`),
-    /// then only the top image moves; a base the target holds with other bytes is code 6.
+    /// `carryChains` (the VM has snapshots, whose images are its chain), and with `--storage
+    /// incremental`, a disk that is not shared keeps its chain: the bases the target lacks are
+    /// copied first (`DiskMove.seed`), then only the top image moves; a base the target holds
+    /// with other bytes is code 6. (`auto` copies a linked clone flattened instead: it puts no
+    /// base on the target that nobody asked for.)
     static func decideStorage(
         layout: DiskLayout, shared: [String: Bool], bases: [String: Result<Bool?, VMDriverError>],
         capacities: [String: UInt64], options: MigrationOptions, type: MigrationOptions.MigrationType, targetLabel: String,
@@ -304,7 +311,9 @@ extension MigrationPlan {
         /// either identical on the target or missing there; nil when one differs or cannot be
         /// compared, or for a home folder (the chain's absolute backing paths would not hold).
         func seed(_ disk: DiskLayout.Disk) -> [String]? {
-            guard carryChains, options.home == nil, !disk.chain.isEmpty else { return nil }
+            guard carryChains || options.storage == .incremental, options.home == nil, !disk.chain.isEmpty else {
+                return nil
+            }
             var missing: [String] = []
             for base in disk.chain {
                 switch bases[base.path] {

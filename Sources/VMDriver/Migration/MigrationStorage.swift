@@ -26,26 +26,30 @@ struct DiskMove: Sendable {
 
 /// Disk images across two hosts, through libvirt's storage API.
 enum MigrationStorage {
-    /// Whether `path` on the source and the same path on the target hold the same bytes. nil
-    /// when the target has no such image. A pair found equal before and unchanged since (host
-    /// UUIDs given, `IdenticalImages`) is not read again. Blocking.
+    /// Whether `path` on the source and the same path on the target hold the same bytes, and
+    /// whether that was known without reading either (`ImageDigests`: both digests recorded and
+    /// both images unchanged since, host UUIDs given). nil when the target has no such image.
+    /// Images compared and found equal get their digest recorded. Blocking.
     static func sameImage(
         _ path: String, source: any HostStorage, target: Connection, hosts: (source: String, target: String)? = nil
-    ) throws -> Bool? {
+    ) throws -> (same: Bool, known: Bool)? {
         guard let theirs = try? ImageInspector.volume(at: path, connection: target) else { return nil }
         let (ours, volume) = try source.reader(path)
         // Different virtual sizes: different images, without reading them.
-        if let volume, try volume.info().capacity != theirs.info().capacity { return false }
-        var prints: (source: String, target: String)?
-        if let hosts, let volume, let sourcePrint = IdenticalImages.fingerprint(of: volume, host: hosts.source),
-            let targetPrint = IdenticalImages.fingerprint(of: theirs, host: hosts.target)
+        if let volume, try volume.info().capacity != theirs.info().capacity { return (false, false) }
+        var prints: [String] = []
+        if let hosts, let volume, let sourcePrint = ImageDigests.fingerprint(of: volume, host: hosts.source),
+            let targetPrint = ImageDigests.fingerprint(of: theirs, host: hosts.target)
         {
-            if IdenticalImages.known(sourcePrint, targetPrint) { return true }
-            prints = (sourcePrint, targetPrint)
+            if let digest = ImageDigests.digest(sourcePrint), digest == ImageDigests.digest(targetPrint) {
+                return (true, true)
+            }
+            prints = [sourcePrint, targetPrint]
         }
-        let same = try equal(ours, try VolumeReader(theirs))
-        if same, let prints { IdenticalImages.remember(prints.source, prints.target) }
-        return same
+        let digesting = DigestingReader(ours)
+        let same = try equal(digesting, try VolumeReader(theirs))
+        if same && !prints.isEmpty { ImageDigests.record(digesting.finish(), for: prints) }
+        return (same, false)
     }
 
     /// Compares two byte sequences, holes reading as zeros.
@@ -337,10 +341,20 @@ final class TargetPreparation: Sendable {
             return (copy, pool)
         }
         await notify()
-        try await source.blocking("cannot copy \(path) to \(target.label)", lane: .long) { _ in
-            let (original, _) = try source.storage.reader(path)
-            try MigrationStorage.send(original, to: copy)
+        try await source.blocking("cannot copy \(path) to \(target.label)", lane: .long) { connection in
+            let (original, volume) = try source.storage.reader(path)
+            let digesting = DigestingReader(original)
+            try MigrationStorage.send(digesting, to: copy)
             try? pool.refresh()
+            // Both copies' digest, from the bytes that went over: a later migration over this
+            // pair compares nothing (ImageDigests). Only with both fingerprints.
+            if let volume, let sourceHost = hostUUID(try connection.capabilitiesXML()),
+                let targetHost = hostUUID(try copy.connection.capabilitiesXML()),
+                let sourcePrint = ImageDigests.fingerprint(of: volume, host: sourceHost),
+                let targetPrint = ImageDigests.fingerprint(of: copy, host: targetHost)
+            {
+                ImageDigests.record(digesting.finish(), for: [sourcePrint, targetPrint])
+            }
         }
     }
 
