@@ -1097,14 +1097,18 @@ def downtimes(runs):
     return [r["downtime_ms"] for r in runs if r.get("value") is not None and r.get("downtime_ms") is not None]
 
 
-def migration_case(ctx, label, setup, vm_args, virsh_args, pairs_n, target_ratio=1.1, before=None):
-    """The shared shape of the hot migration cases: a guest set up once, then `move_pairs`."""
+def migration_case(ctx, label, setup, vm_args, virsh_args, pairs_n, target_ratio=1.1, before=None, after=None):
+    """The shared shape of the hot migration cases: a guest set up once, then `move_pairs`;
+    `after(name, runs)` measures more with the same guest and returns rows of its own."""
     tb = Testbed(ctx)
     tb.up()
     tb.clean()
+    more = []
     try:
         name = setup()
         runs = move_pairs(ctx, name, pairs_n, vm_args, virsh_args, before=before)
+        if after:
+            more = after(name, runs)
     finally:
         tb.clean()
     r, rs = pair_ratios(runs["vmdriver"], runs["virsh"])
@@ -1122,7 +1126,7 @@ def migration_case(ctx, label, setup, vm_args, virsh_args, pairs_n, target_ratio
             bytes=median(ok("vmdriver", "wire_bytes")), anchor_bytes=median(ok("virsh", "wire_bytes")),
             reported_bytes=median(ok("vmdriver", "bytes")), vm_runs=runs["vmdriver"], anchor_runs=runs["virsh"],
             speed=None if not r else 1 / r, goal=1 / target_ratio,
-            note=fails + (f"; VMDriver's first error: {errors[0][:300]}" if errors else ""))]}
+            note=fails + (f"; VMDriver's first error: {errors[0][:300]}" if errors else ""))] + more}
 
 
 def case_migrate_idle(ctx):
@@ -1351,8 +1355,68 @@ def case_migrate_incremental(ctx):
             os.chmod(target, 0o644)
         refresh_pool(uri_of(dst), "images")
 
-    res = migration_case(ctx, "hot migration, incremental storage of a linked clone (64 MiB overlay)", setup,
-                         ["--storage", "incremental"], ["--copy-storage-inc"], ctx.reps(1, 3), before=before)
+    def placed(name, runs):
+        """The base placed by VMDriver: the copy the other host holds removed, VMDriver's
+        record of earlier comparisons forgotten, then `--storage incremental` to that host
+        copies the base first (the move that places it), and the move back is the first over
+        that pair: the digests recorded from the copy answer, and neither base is read."""
+        src = where(name)
+        if src is None:
+            return [row("incremental over a base VMDriver placed", None, None, "—", None, "reported", False,
+                        note="the guest ran on neither host after the pairs")]
+        dst = other(src)
+        rm(f"{host_images(dst)}/{base_name}", f"{host_images(dst)}/{overlay_name}")
+        refresh_pool(uri_of(dst), "images")
+        caches.append(tempfile.mkdtemp(prefix="vmdriver-bench-cache-"))
+        os.environ["VMDRIVER_CACHE_DIR"] = caches[-1]
+        got = {}
+        for step, (a, b) in (("placing", (src, dst)), ("first over it", (dst, src))):
+            rm(f"{host_images(b)}/{overlay_name}")
+            refresh_pool(uri_of(b), "images")
+            wire, mark = wire_bytes(), serial_mark(name)
+            try:
+                one = migrate_vmctl(ctx, name, a, ["--storage", "incremental"])
+                one["wire_bytes"] = wire_bytes() - wire
+                check_guest(name, mark)
+            except Failed as e:
+                one = {"value": None, "error": str(e)}
+            got[step] = one
+        anchor = med(runs["virsh"])
+        first = got["first over it"]
+        r = first["value"] / anchor if first.get("value") and anchor else None
+        mib = lambda b: "—" if b is None else f"{b / MiB:.0f} MiB"  # noqa: E731
+        copied = [x for x in got["placing"].get("steps") or [] if x.startswith("copied ") and base_name in x]
+        return [
+            row("incremental: the move that places the base (--storage incremental to a host without it: "
+                "the 1 GiB base copied first, then the overlay)", got["placing"].get("value"), None, "—", None,
+                "reported", None if got["placing"].get("value") else False,
+                note=f"on the links {mib(got['placing'].get('wire_bytes'))}; "
+                     + (copied[0] if copied else got["placing"].get("error", "no copy step")[:300])),
+            row("incremental: first move over the base VMDriver placed (digests recorded from the copy: "
+                "neither base read)", first.get("value"), anchor, "virsh migrate --copy-storage-inc (median above)",
+                r, "≤ 1.1× anchor", None if r is None else r <= 1.1, bytes=first.get("wire_bytes"),
+                anchor_bytes=median([x["wire_bytes"] for x in runs["virsh"] if x.get("value") is not None
+                                     and x.get("wire_bytes") is not None]),
+                speed=None if not r else 1 / r, goal=1 / 1.1,
+                note=f"on the links {mib(first.get('wire_bytes'))}"
+                     + (f"; {first['error'][:300]}" if first.get("error") else "")),
+        ]
+
+    saved_cache = os.environ.get("VMDRIVER_CACHE_DIR")
+    # A cache of the case's own: nothing VMDriver recorded before counts.
+    caches = [tempfile.mkdtemp(prefix="vmdriver-bench-cache-")]
+    os.environ["VMDRIVER_CACHE_DIR"] = caches[0]
+    try:
+        res = migration_case(ctx, "hot migration, incremental storage of a linked clone (64 MiB overlay)", setup,
+                             ["--storage", "incremental"], ["--copy-storage-inc"], ctx.reps(1, 3), before=before,
+                             after=placed)
+    finally:
+        if saved_cache is None:
+            os.environ.pop("VMDRIVER_CACHE_DIR", None)
+        else:
+            os.environ["VMDRIVER_CACHE_DIR"] = saved_cache
+        for folder in caches:
+            shutil.rmtree(folder, ignore_errors=True)
     moved = res["rows"][0].get("bytes")
     if res.get("vmdriver_status"):
         res["status_override"] = res["vmdriver_status"]
