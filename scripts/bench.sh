@@ -6,7 +6,7 @@
 #   scripts/bench.sh [--quick] [--no-migration] [--cases ID,ID] [--out DIR]
 #
 # Writes DIR/results.json, DIR/results.md (the table, also printed) and DIR/*.png (default
-# DIR: bench/). --quick: fewer runs (under 5 minutes once built); the full run stays under 30.
+# DIR: bench/). --quick: fewer runs (about 5 minutes once built); the full run stays under 30.
 # Installs what it needs with apt-get (like setup-host.sh), starts the daemons, brings the
 # two-host testbed up for the migration cases (and down again if it was down), builds
 # vmctl and vmbench in release mode in .build-bench, and the C anchor with gcc.
