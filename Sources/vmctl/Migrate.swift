@@ -136,7 +136,8 @@ struct MigrationKindOptions: ParsableArguments {
         MigrationOptions.MigrationType = .auto
     @Option(help: "low (plain TCP), normal (TLS control), high (TLS control and data).") var security: MigrationOptions.Security =
         .low
-    @Option(help: "auto (verify sharing), shared, copy or incremental.") var storage: MigrationOptions.Storage = .auto
+    @Option(help: "auto (verify sharing), shared, copy or incremental (a base the target lacks is copied first).") var storage:
+        MigrationOptions.Storage = .auto
     @Option(help: "converge (step downtime, auto-converge, post-copy) or plain.") var policy: MigrationOptions.Policy = .converge
     @Flag(help: "Keep the VM defined on the source.") var keepSource = false
     @Flag(help: "Cold: destroy the VM if it does not shut down in time.") var force = false

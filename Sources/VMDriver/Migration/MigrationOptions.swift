@@ -39,7 +39,9 @@ public struct MigrationOptions: Sendable, Equatable {
         case shared
         /// Every disk is copied to the target.
         case copy
-        /// Only each disk's top image is copied (linked clones whose base the target has).
+        /// Only each disk's top image is copied, over the target's identical base: a base the
+        /// target lacks is copied there first, to the same path, and stays (a base it holds with
+        /// other bytes is code 6).
         case incremental
     }
 
