@@ -181,6 +181,16 @@ struct ImageDigestsTests {
         // Compared the first time, known by its digest the second.
         #expect(try same()! == (true, false))
         #expect(try same()! == (true, true))
+        // A third host's copy, compared with the first: it gets the same digest, so the second
+        // and the third are known equal without a compare of their own.
+        let third = (source: "host-one", target: "host-three")
+        #expect(
+            try MigrationStorage.sameImage(path, source: LocalStorage(connection: connection), target: connection, hosts: third)!
+                == (true, false))
+        #expect(
+            try MigrationStorage.sameImage(
+                path, source: LocalStorage(connection: connection), target: connection, hosts: ("host-two", "host-three"))!
+                == (true, true))
         let volume = try connection.lookupStorageVolume(path: path)
         let before = try #require(ImageDigests.fingerprint(of: volume, host: hosts.source))
         let digest = try #require(ImageDigests.digest(before))

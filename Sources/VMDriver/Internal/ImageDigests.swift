@@ -1,12 +1,14 @@
 import Foundation
 internal import Libvirt
 
-/// The content digests (`ContentDigest`) of images VMDriver read whole: each base it copied to
-/// another host (recorded for the original and the copy, from the bytes that went over) and
-/// each pair it compared byte for byte and found equal (recorded for both). An incremental
-/// migration over two images whose digests are known and equal reads neither: the first move
-/// over a base VMDriver placed compares nothing, and neither does the second over one it
-/// compared. A base copied by hand is compared byte for byte, once.
+/// What VMDriver knows of images' contents, as a digest per image: equal digests, equal bytes.
+/// A base it copies to another host gets the SHA-256 (`ContentDigest`) of the bytes that went
+/// over, recorded for the original and the copy. Two images it compares byte for byte and finds
+/// equal get the digest one of them already had, or a new identity (`newIdentity`) when neither
+/// had one: comparing hashes nothing (it would slow the first compare), and equality still
+/// spreads, so a third host's copy compared with either is known with both. An incremental migration over two images whose digests are recorded and
+/// equal reads neither: the first move over a base VMDriver placed compares nothing, and neither
+/// does the second over one it compared. A base copied by hand is compared byte for byte, once.
 ///
 /// A digest holds for an image while its fingerprint holds: its host's UUID, its path, its
 /// virtual and file sizes and its modification time (to the nanosecond) as libvirt reports them.
@@ -32,6 +34,9 @@ enum ImageDigests {
 
     /// The digest recorded for an image with this fingerprint.
     static func digest(_ fingerprint: String) -> String? { cache.value(for: fingerprint) }
+
+    /// A digest for images found equal when none of them had one: equal to no other.
+    static func newIdentity() -> String { "same-as-\(UUID().uuidString.lowercased())" }
 
     /// Records the digest of the images with these fingerprints.
     static func record(_ digest: String, for fingerprints: [String]) {

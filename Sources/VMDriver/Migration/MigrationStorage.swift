@@ -27,9 +27,10 @@ struct DiskMove: Sendable {
 /// Disk images across two hosts, through libvirt's storage API.
 enum MigrationStorage {
     /// Whether `path` on the source and the same path on the target hold the same bytes, and
-    /// whether that was known without reading either (`ImageDigests`: both digests recorded and
-    /// both images unchanged since, host UUIDs given). nil when the target has no such image.
-    /// Images compared and found equal get their digest recorded. Blocking.
+    /// whether that was known without reading either (`ImageDigests`: both digests recorded,
+    /// equal, and both images unchanged since; host UUIDs given). nil when the target has no
+    /// such image. Images compared and found equal share a digest from then on: the one either
+    /// already had (nothing is hashed while comparing), or a new identity for the pair. Blocking.
     static func sameImage(
         _ path: String, source: any HostStorage, target: Connection, hosts: (source: String, target: String)? = nil
     ) throws -> (same: Bool, known: Bool)? {
@@ -38,17 +39,17 @@ enum MigrationStorage {
         // Different virtual sizes: different images, without reading them.
         if let volume, try volume.info().capacity != theirs.info().capacity { return (false, false) }
         var prints: [String] = []
+        var recorded: String?
         if let hosts, let volume, let sourcePrint = ImageDigests.fingerprint(of: volume, host: hosts.source),
             let targetPrint = ImageDigests.fingerprint(of: theirs, host: hosts.target)
         {
-            if let digest = ImageDigests.digest(sourcePrint), digest == ImageDigests.digest(targetPrint) {
-                return (true, true)
-            }
+            let (ourDigest, theirDigest) = (ImageDigests.digest(sourcePrint), ImageDigests.digest(targetPrint))
+            if let ourDigest, ourDigest == theirDigest { return (true, true) }
             prints = [sourcePrint, targetPrint]
+            recorded = ourDigest ?? theirDigest
         }
-        let digesting = DigestingReader(ours)
-        let same = try equal(digesting, try VolumeReader(theirs))
-        if same && !prints.isEmpty { ImageDigests.record(digesting.finish(), for: prints) }
+        let same = try equal(ours, try VolumeReader(theirs))
+        if same && !prints.isEmpty { ImageDigests.record(recorded ?? ImageDigests.newIdentity(), for: prints) }
         return (same, false)
     }
 
