@@ -293,15 +293,6 @@ struct MigrationTests {
                 for pool in try connection.listAllStoragePools() { try? pool.refresh() }
                 try connection.close()
             }
-            let (source, target) = (
-                try await Host.connect(Testbed.Name.hosta.uri), try await Host.connect(Testbed.Name.hostb.uri)
-            )
-            let preparation = TargetPreparation(target: target)
-            try await preparation.copyFile(path, to: path, from: source)
-            await preparation.commit()
-            try await target.close()
-            #expect(try run("cmp", [ours, theirs]).isEmpty, "the copy holds the same bytes")
-
             let (a, b) = (try Testbed.connection(.hosta), try Testbed.connection(.hostb))
             defer {
                 try? a.close()
@@ -310,6 +301,15 @@ struct MigrationTests {
             let hosts = (
                 source: try #require(hostUUID(try a.capabilitiesXML())), target: try #require(hostUUID(try b.capabilitiesXML()))
             )
+            let (source, target) = (
+                try await Host.connect(Testbed.Name.hosta.uri), try await Host.connect(Testbed.Name.hostb.uri)
+            )
+            let preparation = TargetPreparation(target: target, hostUUIDs: hosts)
+            try await preparation.copyFile(path, to: path, from: source)
+            await preparation.commit()
+            try await target.close()
+            #expect(try run("cmp", [ours, theirs]).isEmpty, "the copy holds the same bytes")
+
             func same() async throws -> (same: Bool, known: Bool)? {
                 try await source.blocking("") { _ in
                     try MigrationStorage.sameImage(path, source: source.storage, target: b, hosts: hosts)

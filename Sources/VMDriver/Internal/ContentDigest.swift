@@ -4,9 +4,8 @@ import Foundation
 /// A SHA-256 of an image file's bytes that does not depend on where the file has holes: the
 /// bytes go in blocks of 64 KiB, a block of zeros (a hole or written zeros alike) as one marker
 /// byte, any other block as another marker and its bytes, a last short block as a third marker,
-/// its length and its bytes.
-/// Two files with the same bytes get the same digest however sparse each copy is, and a run of
-/// holes costs a byte per block, not a hash of its zeros.
+/// its length and its bytes. Two files with the same bytes get the same digest however sparse
+/// each copy is, and a run of holes costs a byte per block, not a hash of its zeros.
 struct ContentDigest {
     static let blockSize = 64 << 10
 
@@ -80,7 +79,7 @@ struct ContentDigest {
 }
 
 /// A reader that digests what is consumed from it (`ContentDigest`), as it is consumed: what a
-/// copy or a comparison reads once, digested on the way.
+/// copy reads once, digested on the way.
 final class DigestingReader: ByteReader {
     private let reader: ByteReader
     private var digest = ContentDigest()

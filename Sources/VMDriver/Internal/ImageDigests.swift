@@ -6,9 +6,10 @@ internal import Libvirt
 /// over, recorded for the original and the copy. Two images it compares byte for byte and finds
 /// equal get the digest one of them already had, or a new identity (`newIdentity`) when neither
 /// had one: comparing hashes nothing (it would slow the first compare), and equality still
-/// spreads, so a third host's copy compared with either is known with both. An incremental migration over two images whose digests are recorded and
-/// equal reads neither: the first move over a base VMDriver placed compares nothing, and neither
-/// does the second over one it compared. A base copied by hand is compared byte for byte, once.
+/// spreads, so a third host's copy compared with either is known with both. An incremental
+/// migration over two images whose digests are recorded and equal reads neither: the first move
+/// over a base VMDriver placed compares nothing, and neither does the second over one it
+/// compared. A base copied by hand is compared byte for byte, once.
 ///
 /// A digest holds for an image while its fingerprint holds: its host's UUID, its path, its
 /// virtual and file sizes and its modification time (to the nanosecond) as libvirt reports them.

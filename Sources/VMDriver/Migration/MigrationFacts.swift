@@ -25,6 +25,8 @@ struct MigrationFacts: Sendable {
     var bases: [String: Result<Bool?, VMDriverError>]
     /// Bases found identical by their recorded digests (`ImageDigests`): neither was read.
     var basesKnown: Set<String> = []
+    /// Both hosts' UUIDs, when both capabilities say: what image fingerprints are made with.
+    var hostUUIDs: (source: String, target: String)? = nil
     /// Images that would be created on the target and already exist there.
     var occupied: [String]
     /// The definitions to move: live (if running) and persistent, migratable.
@@ -56,6 +58,7 @@ struct MigrationFacts: Sendable {
             let sourceUUID = hostUUID(try connection.capabilitiesXML())
             let targetConnection = target.connection
             let targetUUID = hostUUID(try targetConnection.capabilitiesXML())
+            let hostUUIDs = sourceUUID.flatMap { from in targetUUID.map { (source: from, target: $0) } }
             let taken = (try? targetConnection.lookupDomain(name: targetName)) != nil
             var layout: DiskLayout?
             var layoutError: VMDriverError?
@@ -107,8 +110,7 @@ struct MigrationFacts: Sendable {
                         }
                         do {
                             let found = try MigrationStorage.sameImage(
-                                base.path, source: source.storage, target: targetConnection,
-                                hosts: sourceUUID.flatMap { from in targetUUID.map { (from, $0) } })
+                                base.path, source: source.storage, target: targetConnection, hosts: hostUUIDs)
                             bases[base.path] = .success(found?.same)
                             if found?.known == true { basesKnown.insert(base.path) }
                         } catch let error as VMDriverError {
@@ -148,7 +150,7 @@ struct MigrationFacts: Sendable {
                 layout: layout,
                 layoutError: layoutError, memoryKiB: try domain.info().maxMemoryKiB,
                 domainType: (try? XMLTree.parse(domain.xmlDescription()))?.attributes["type"], shared: shared,
-                capacities: capacities, bases: bases, basesKnown: basesKnown, occupied: occupied,
+                capacities: capacities, bases: bases, basesKnown: basesKnown, hostUUIDs: hostUUIDs, occupied: occupied,
                 liveXML: state.isActive ? try domain.xmlDescription([.migratable, .secure]) : nil,
                 inactiveXML: try? domain.xmlDescription([.inactive, .migratable, .secure]),
                 snapshots: snapshots, seed: seed)

@@ -120,7 +120,8 @@ struct MigrationPlan: Sendable {
             vm: vm, destination: destination, options: options, type: decided.type, storage: decided.storage,
             peerURI: peerURI, destinationHost: target, flags: decided.flags, parameters: decided.parameters,
             wasActive: facts.state.isActive, timeout: decided.timeout, targetName: targetName,
-            decisions: decided.decisions, moves: decided.moves, preparation: TargetPreparation(target: target),
+            decisions: decided.decisions, moves: decided.moves,
+            preparation: TargetPreparation(target: target, hostUUIDs: facts.hostUUIDs),
             snapshots: facts.snapshots, seed: decided.seed)
         return (plan, problems)
     }

@@ -212,8 +212,13 @@ final class TargetPreparation: Sendable {
     private let state = Mutex(State())
     private let changed = Mutex<(@Sendable (_ images: [String], _ pools: [OperationRecord.Pool]) async -> Void)?>(nil)
     let target: Host
+    /// The source's and the target's UUIDs, for the digests of the files copied (`copyFile`);
+    /// nil: none are recorded.
+    let hostUUIDs: (source: String, target: String)?
 
-    init(target: Host) { self.target = target }
+    init(target: Host, hostUUIDs: (source: String, target: String)? = nil) {
+        (self.target, self.hostUUIDs) = (target, hostUUIDs)
+    }
 
     /// Calls `body` with everything made so far each time something is made (the operation's
     /// record lists it, so a later process can take it away if this one dies).
@@ -342,17 +347,16 @@ final class TargetPreparation: Sendable {
             return (copy, pool)
         }
         await notify()
-        try await source.blocking("cannot copy \(path) to \(target.label)", lane: .long) { connection in
+        let hosts = hostUUIDs
+        try await source.blocking("cannot copy \(path) to \(target.label)", lane: .long) { _ in
             let (original, volume) = try source.storage.reader(path)
             let digesting = DigestingReader(original)
             try MigrationStorage.send(digesting, to: copy)
             try? pool.refresh()
             // Both copies' digest, from the bytes that went over: a later migration over this
             // pair compares nothing (ImageDigests). Only with both fingerprints.
-            if let volume, let sourceHost = hostUUID(try connection.capabilitiesXML()),
-                let targetHost = hostUUID(try copy.connection.capabilitiesXML()),
-                let sourcePrint = ImageDigests.fingerprint(of: volume, host: sourceHost),
-                let targetPrint = ImageDigests.fingerprint(of: copy, host: targetHost)
+            if let hosts, let volume, let sourcePrint = ImageDigests.fingerprint(of: volume, host: hosts.source),
+                let targetPrint = ImageDigests.fingerprint(of: copy, host: hosts.target)
             {
                 ImageDigests.record(digesting.finish(), for: [sourcePrint, targetPrint])
             }
