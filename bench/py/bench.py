@@ -1076,21 +1076,28 @@ def move_pairs(ctx, name, pairs_n, vm_args, virsh_args, before=None, dirty=False
             raise Failed(f"{name} is running on neither host")
         if before:
             before(who, src, other(src))
-        wire = wire_bytes()
-        mark = serial_mark(name)
         if who == "vmdriver":
-            got = migrate_vmctl(ctx, name, src, vm_args, timeout=vm_timeout)
-        else:
-            got = migrate_virsh(name, src, virsh_args, limit=limit, live=virsh_live)
-        got["wire_bytes"] = wire_bytes() - wire
-        got["from"] = src
-        try:
-            check_guest(name, mark, dirty=dirty)
-        except Failed as e:
-            got.update(value=None, error=f"the guest check failed: {e}")
-        return got
+            return checked_move(name, src, lambda: migrate_vmctl(ctx, name, src, vm_args, timeout=vm_timeout),
+                                dirty=dirty)
+        return checked_move(name, src, lambda: migrate_virsh(name, src, virsh_args, limit=limit, live=virsh_live),
+                            dirty=dirty)
 
     return interleave(["vmdriver", "virsh"], pairs_n, one)
+
+
+def checked_move(name, src, move, dirty=False):
+    """One move of `name` from `src` by `move()`, with the bytes it put on the testbed's links
+    and the guest check after it (a guest failing it makes the move a failed run)."""
+    wire = wire_bytes()
+    mark = serial_mark(name)
+    got = move()
+    got["wire_bytes"] = wire_bytes() - wire
+    got["from"] = src
+    try:
+        check_guest(name, mark, dirty=dirty)
+    except Failed as e:
+        got.update(value=None, error=f"the guest check failed: {e}")
+    return got
 
 
 def downtimes(runs):
@@ -1373,14 +1380,10 @@ def case_migrate_incremental(ctx):
         for step, (a, b) in (("placing", (src, dst)), ("first over it", (dst, src))):
             rm(f"{host_images(b)}/{overlay_name}")
             refresh_pool(uri_of(b), "images")
-            wire, mark = wire_bytes(), serial_mark(name)
             try:
-                one = migrate_vmctl(ctx, name, a, ["--storage", "incremental"])
-                one["wire_bytes"] = wire_bytes() - wire
-                check_guest(name, mark)
+                got[step] = checked_move(name, a, lambda: migrate_vmctl(ctx, name, a, ["--storage", "incremental"]))
             except Failed as e:
-                one = {"value": None, "error": str(e)}
-            got[step] = one
+                got[step] = {"value": None, "error": str(e)}
         anchor = med(runs["virsh"])
         first = got["first over it"]
         r = first["value"] / anchor if first.get("value") and anchor else None
